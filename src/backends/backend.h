@@ -1,0 +1,85 @@
+// The interface every compute backend implements. Model code never sees it: it calls the op
+// front ends in ops/ops.h, which check shapes and dtypes once, allocate the output and call the
+// backend of the context. So a backend method may assume its arguments are valid:
+//   - activations are f32 (weights may be f32, f16 or bf16 where noted);
+//   - `out` is allocated, contiguous, of the right shape, and does not alias an input
+//     unless the method says so;
+//   - inputs may be any strided view unless the method says "contiguous".
+#pragma once
+
+#include "core/context.h"
+#include "core/tensor.h"
+
+namespace easel {
+
+enum class UnaryOp {
+  Relu,
+  Silu,
+  GeluErf,   // 0.5 x (1 + erf(x / sqrt 2)), torch's default
+  GeluTanh,  // the tanh approximation
+  Tanh,
+  Sigmoid,
+  Exp,
+  Sqrt,
+  Affine,  // a * x + b
+  Clamp,   // min(max(x, a), b)
+};
+
+enum class BinaryOp { Add, Sub, Mul, Div, Max, Min };
+
+struct Conv2dParams {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;  // zero padding on both sides
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;
+};
+
+struct AttentionParams {
+  float scale = 0.0f;  // 0: 1 / sqrt(head_dim)
+  bool causal = false; // query i sees keys j <= i + (Nk - Nq)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual const char* name() const = 0;
+
+  // out[M, N] = x[M, K] · w[N, K]ᵀ + bias[N]. x contiguous f32; w contiguous f32/f16/bf16 (never
+  // inflated to a full f32 copy); bias optional, f32/f16/bf16.
+  virtual void linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out) = 0;
+  // out[b, M, N] = alpha · a[b, M, K] · b[b, K, N]; a and b are 3-d views (batch stride may be 0).
+  virtual void matmul(Context& ctx, const Tensor& a, const Tensor& b, float alpha, Tensor& out) = 0;
+  // x [N, C, H, W] f32; w [O, C/groups, kh, kw] f32/f16/bf16; bias [O] optional; out [N, O, Ho, Wo].
+  virtual void conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
+                      Tensor& out) = 0;
+
+  // x [N, C, *]: normalise over each group of C/groups channels and all of *; affine per channel.
+  virtual void group_norm(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups,
+                          float eps, Tensor& out) = 0;
+  // Normalise over the last dimension; weight/bias [D] optional.
+  virtual void layer_norm(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                          Tensor& out) = 0;
+  virtual void rms_norm(Context& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& out) = 0;
+  // Softmax over the last dimension.
+  virtual void softmax(Context& ctx, const Tensor& x, Tensor& out) = 0;
+  // q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv] (strided views), mask optional additive f32
+  // broadcast view [B, H, Nq, Nk]; out [B, H, Nq, Dv]. Computed in tiles with an online softmax:
+  // memory O(tile), never the full Nq x Nk matrix.
+  virtual void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                         const AttentionParams& p, Tensor& out) = 0;
+
+  // Elementwise. `out` may alias `x` (in place). a, b parameterise Affine and Clamp.
+  virtual void unary(Context& ctx, UnaryOp op, const Tensor& x, float a, float b, Tensor& out) = 0;
+  // a and b are already broadcast to out's shape (stride-0 views). `out` may alias a.
+  virtual void binary(Context& ctx, BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // x [N, C, H, W] -> out [N, C, H*sh, W*sw], nearest neighbour.
+  virtual void upsample_nearest2d(Context& ctx, const Tensor& x, Tensor& out) = 0;
+  // dst = src element by element (same shape), converting between f32/f16/bf16/f64 and integer
+  // types; both may be strided views (dst must not be read-only). Backs contiguous, cast,
+  // permute, concat and pad.
+  virtual void copy(Context& ctx, const Tensor& src, Tensor& dst) = 0;
+  virtual void fill(Context& ctx, Tensor& dst, double value) = 0;
+};
+
+}  // namespace easel
