@@ -183,20 +183,26 @@ void normal_fill_16_double(double* data) {
   }
 }
 
-// normal_fill_16<c10::Half> / <c10::BFloat16>. The 16-bit values are stored as float here (every
-// stored value is exactly representable in the 16-bit type, `round` rounds a float to it). c10's
-// operators compute Half op Half in float and round back to Half; Half op float and Half op double
-// compute in float / double and return that type.
-template <float (*round)(float)>
+// normal_fill_16<c10::Half> / <c10::BFloat16>. The 16-bit values are held in floats here (every
+// value stored is exactly representable in the 16-bit type; `round` rounds a float to it).
+// c10's operators compute Half op Half in float and round back to Half; Half op float and
+// Half op double compute in float / double and return that type; storing a double into a 16-bit
+// variable goes through float. For BFloat16 (only), c10/util/BFloat16-math.h in torch 1.13
+// overloads std::log/sqrt/cos/sin to return BFloat16, so those results are rounded too.
+template <float (*round)(float), bool kMathReturnsT>
 void normal_fill_16_reduced(float* data) {
+  auto math = [](float v) { return kMathReturnsT ? round(v) : v; };
   for (int j = 0; j < 8; ++j) {
-    const float u1 = round(1.0f - data[j]);                          // int - Half -> Half
+    const float u1 = round(1.0f - data[j]);  // int - T -> T
     const float u2 = data[j + 8];
-    const float radius = round(std::sqrt(-2.0f * std::log(u1)));     // logf/sqrtf, stored as Half
+    const float minus_two_log = math(-2.0f * math(std::log(u1)));  // int * T -> T for BFloat16
+    const float radius = round(math(std::sqrt(minus_two_log)));
     const float theta =
         round(static_cast<float>(2.0 * 3.14159265358979323846 * static_cast<double>(u2)));
-    data[j] = round(radius * std::cos(theta) * 1.0f + 0.0f);         // float arithmetic, stored
-    data[j + 8] = round(radius * std::sin(theta) * 1.0f + 0.0f);
+    // radius * cos(theta) * std + mean with std = 1 and mean = 0: the single product is the
+    // only rounding (in float for Half, in BFloat16 for BFloat16; the stores round anyway).
+    data[j] = round(radius * math(std::cos(theta)) * 1.0f + 0.0f);
+    data[j + 8] = round(radius * math(std::sin(theta)) * 1.0f + 0.0f);
   }
 }
 
@@ -251,6 +257,14 @@ double TorchGenerator::uniform_double() {
   return static_cast<double>(random64() & ((uint64_t{1} << 53) - 1)) * (1.0 / 9007199254740992.0);
 }
 
+float TorchGenerator::uniform_half() {
+  return static_cast<float>(random() & 0x7ffu) * (1.0f / 2048.0f);
+}
+
+float TorchGenerator::uniform_bfloat() {
+  return static_cast<float>(random() & 0xffu) * (1.0f / 256.0f);
+}
+
 double TorchGenerator::normal_double() {
   if (cached_normal_) {
     const double v = *cached_normal_;
@@ -271,6 +285,14 @@ void TorchGenerator::rand(std::span<float> out) {
 
 void TorchGenerator::rand(std::span<double> out) {
   for (double& v : out) v = uniform_double();
+}
+
+void TorchGenerator::rand_f16(std::span<uint16_t> out) {
+  for (uint16_t& v : out) v = f32_to_f16(uniform_half());
+}
+
+void TorchGenerator::rand_bf16(std::span<uint16_t> out) {
+  for (uint16_t& v : out) v = f32_to_bf16(uniform_bfloat());
 }
 
 namespace {
@@ -323,10 +345,9 @@ void TorchGenerator::randn_f16(std::span<uint16_t> out) {
     return;
   }
   std::vector<float> work(n);
-  // uniform_real_distribution<Half>: 11 random bits, k / 2048 (exact in half).
-  normal_fill(std::span<float>(work),
-              [this] { return static_cast<float>(random() & 0x7ffu) * (1.0f / 2048.0f); },
-              normal_fill_16_reduced<round_to_f16>);
+  // uniform_real_distribution<Half>: 11 random bits.
+  normal_fill(std::span<float>(work), [this] { return uniform_half(); },
+              normal_fill_16_reduced<round_to_f16, false>);
   for (size_t i = 0; i < n; ++i) out[i] = f32_to_f16(work[i]);
 }
 
@@ -337,10 +358,9 @@ void TorchGenerator::randn_bf16(std::span<uint16_t> out) {
     return;
   }
   std::vector<float> work(n);
-  // uniform_real_distribution<BFloat16>: 8 random bits, k / 256 (exact in bfloat16).
-  normal_fill(std::span<float>(work),
-              [this] { return static_cast<float>(random() & 0xffu) * (1.0f / 256.0f); },
-              normal_fill_16_reduced<round_to_bf16>);
+  // uniform_real_distribution<BFloat16>: 8 random bits.
+  normal_fill(std::span<float>(work), [this] { return uniform_bfloat(); },
+              normal_fill_16_reduced<round_to_bf16, true>);
   for (size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(work[i]);
 }
 

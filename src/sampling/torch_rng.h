@@ -19,8 +19,9 @@
 //  * torch.randn with numel < 16 (any dtype): serial double Box-Muller whose second value is
 //    cached in the generator; the cache survives other calls and is dropped by manual_seed.
 //  * torch.randn float16 / bfloat16 / float64 with numel >= 16: `normal_fill<T>` computed in that
-//    type (uniforms with 11 / 8 / 53 random bits, c10::Half/BFloat16 arithmetic that computes in
-//    float and rounds back to the 16-bit type at each store).
+//    type (uniforms with 11 / 8 / 53 random bits; c10::Half/BFloat16 arithmetic that computes in
+//    float and rounds back to the 16-bit type at each store, and for BFloat16 also after each
+//    log/sqrt/sin/cos, which c10 overloads to return BFloat16).
 //
 // The double and half paths call the C library's log/sin/cos/sqrt exactly like torch does, so on
 // those paths we match torch when both use the same libm (glibc on Linux).
@@ -62,9 +63,12 @@ class TorchGenerator {
   // AVX2 kernel by at most a few 1e-6. Uses the C library's float log/sin/cos.
   void randn_scalar_kernel(std::span<float> out);
 
-  // torch.rand(n, generator=g).
+  // torch.rand(n, generator=g): k / 2^digits with digits = 24 (float), 53 (double, from
+  // random64()), 11 (half), 8 (bfloat16); one random() per element otherwise.
   void rand(std::span<float> out);
   void rand(std::span<double> out);
+  void rand_f16(std::span<uint16_t> out);
+  void rand_bf16(std::span<uint16_t> out);
 
   // One sample of at::normal_distribution<double>(0, 1) (the serial path; uses and refills the
   // cache).
@@ -77,6 +81,8 @@ class TorchGenerator {
   void twist();
   float uniform_float();    // 24 bits
   double uniform_double();  // 53 bits
+  float uniform_half();     // 11 bits, exact in IEEE half
+  float uniform_bfloat();   // 8 bits, exact in bfloat16
 
   static constexpr int kN = 624;
   uint32_t state_[kN];
