@@ -7,7 +7,9 @@
 // boundaries catch it and turn it back into an Error, so nothing crashes.
 #pragma once
 
+#include <new>
 #include <sstream>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -86,21 +88,29 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
+template <class T>
+struct is_result : std::false_type {};
+template <class T>
+struct is_result<Result<T>> : std::true_type {};
+
 // Runs f, turning an easel::Exception (or any std::exception) into an Error. Used at the
-// boundaries (pipeline, CLI, server) so that a failed op never escapes as a crash.
+// boundaries (pipeline, CLI, server) so that a failed op never escapes as a crash. f may return a
+// plain value, void, or a Result (which is passed through).
 template <class F>
-auto catch_errors(F&& f) -> Result<decltype(f())> {
+auto catch_errors(F&& f) {
+  using R = decltype(f());
+  using Out = std::conditional_t<is_result<R>::value, R, Result<R>>;
   try {
-    if constexpr (std::is_void_v<decltype(f())>) {
+    if constexpr (std::is_void_v<R>) {
       f();
-      return {};
+      return Out{};
     } else {
-      return f();
+      return Out(f());
     }
   } catch (const std::bad_alloc&) {
-    return Error("out of memory");
+    return Out(Error("out of memory"));
   } catch (const std::exception& e) {
-    return Error(e.what());
+    return Out(Error(e.what()));
   }
 }
 

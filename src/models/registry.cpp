@@ -1,0 +1,71 @@
+#include "models/registry.h"
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "models/taesd.h"
+
+namespace easel {
+namespace {
+
+std::optional<ModelKind> recognize_taesd(const Checkpoint& ck) {
+  auto parts = taesd_recognize(ck);
+  if (!parts) return std::nullopt;
+  std::string what = parts->encoder && parts->decoder ? "encoder + decoder" : parts->encoder ? "encoder" : "decoder";
+  return ModelKind{"taesd", parts->config.variant,
+                   cat("tiny autoencoder ", what, ", ", parts->config.latent_channels, " latent channels")};
+}
+
+using Recognizer = std::optional<ModelKind> (*)(const Checkpoint&);
+constexpr Recognizer kRecognizers[] = {
+    recognize_taesd,
+};
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+std::optional<ModelKind> recognize(const Checkpoint& checkpoint) {
+  for (Recognizer r : kRecognizers)
+    if (auto kind = r(checkpoint)) return kind;
+  return std::nullopt;
+}
+
+Result<std::vector<Checkpoint>> open_checkpoints(const std::filesystem::path& path) {
+  std::vector<Checkpoint> out;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Error(cat(path.string(), ": no such file or folder"));
+  if (!std::filesystem::is_directory(path, ec)) {
+    EASEL_TRY(auto ck, Checkpoint::open(path));
+    out.push_back(std::move(ck));
+    return out;
+  }
+  std::vector<std::filesystem::path> indexes, files;
+  for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
+    const std::string name = e.path().filename().string();
+    if (ends_with(name, ".safetensors.index.json")) indexes.push_back(e.path());
+    else if (ends_with(name, ".safetensors")) files.push_back(e.path());
+  }
+  if (ec) return Error(cat(path.string(), ": cannot list the folder: ", ec.message()));
+  std::sort(indexes.begin(), indexes.end());
+  std::sort(files.begin(), files.end());
+  std::set<std::filesystem::path> sharded;
+  for (const auto& index : indexes) {
+    EASEL_TRY(auto ck, Checkpoint::open(index));
+    for (const auto& f : ck.files()) sharded.insert(f->path());
+    out.push_back(std::move(ck));
+  }
+  for (const auto& f : files) {
+    if (sharded.count(f)) continue;
+    EASEL_TRY(auto ck, Checkpoint::open(f));
+    out.push_back(std::move(ck));
+  }
+  if (out.empty()) return Error(cat(path.string(), ": the folder holds no .safetensors checkpoint"));
+  return out;
+}
+
+}  // namespace easel
