@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", global.threads, "CPU threads to use (default: all)")->check(CLI::NonNegativeNumber);
   int exit_code = 0;
   easel::cli::add_inspect_command(app, global, exit_code);
-  // PENDING easel::cli::add_vae_command(app, global, exit_code);
+  easel::cli::add_vae_command(app, global, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

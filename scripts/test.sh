@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds easel and runs every test; then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer
+# and runs the parser tests (safetensors, images: truncated, corrupt and hostile files) under them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+jobs=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEASEL_SANITIZE=ON -DEASEL_BUILD_BENCH=OFF
+cmake --build build-asan -j "$jobs" --target easel_tests
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  build-asan/tests/easel_tests --gtest_filter='Parser*' --gtest_brief=1
