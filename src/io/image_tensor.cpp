@@ -21,10 +21,12 @@ Tensor image_to_tensor(const Image& image) {
 
 namespace {
 
+// See tensor_to_image in the header for why this exact rule.
 uint8_t to_byte(float x) {
   if (!(x > 0.0f)) return 0;  // also NaN
   if (x > 1.0f) x = 1.0f;
-  return static_cast<uint8_t>(x * 255.0f);  // truncates, as torch's .byte()
+  // nearbyint rounds half to even in the default rounding mode, which nothing in easel changes.
+  return static_cast<uint8_t>(std::nearbyint(x * 255.0f));
 }
 
 }  // namespace

@@ -12,10 +12,16 @@ namespace easel {
 Tensor image_to_tensor(const Image& image);
 
 // f32 [1, C, H, W] or [C, H, W] with C = 3 (RGB) or 4 (RGBA), on the CPU, any strides.
-// Each value becomes uint8(trunc(f32(clamp(x, 0, 1)) * 255)) — that is
-// torchvision's to_pil_image(t.clamp(0, 1)), whose float path is `pic.mul(255).byte()`: an f32
-// multiply and a cast that truncates toward zero, not rounding. NaN becomes 0 (what the x86 cast
-// gives torch). This is how the reference decoders (e.g. taesd) save their PNGs.
+// Each value becomes uint8(round_half_to_even(f32(clamp(x, 0, 1)) * 255)): an f32 multiply, then
+// rounding to nearest with ties to even; NaN becomes 0.
+//
+// Why this rule: it reproduces the golden PNGs bit for bit (set taef2_real, `<case>.decoded` ->
+// `<case>.decoded.png`, every byte of both photos), and it is diffusers' numpy_to_pil
+// (`(images * 255).round().astype("uint8")` on f32, numpy rounding half to even), i.e. what
+// diffusers-based UIs (SD.Next) save. torchvision's to_pil_image in released versions does
+// `pic.mul(255).byte()` instead, which TRUNCATES (0.9999 -> 254; pytorch/vision#8141, fix proposed
+// in #9646 with np.rint, ties to even); truncation disagrees with the golden set on about half of
+// all bytes, so it is not what the reference files were made with. (A1111 truncates too.)
 Result<Image> tensor_to_image(const Tensor& tensor);
 
 }  // namespace easel
