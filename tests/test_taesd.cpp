@@ -50,11 +50,13 @@ struct TraceCheck {
   const Checkpoint& cases;
   std::string case_name;
   int compared = 0;
+  float worst = 0;
   void operator()(std::string_view name, const Tensor& t) {
     const std::string key = case_name + "." + std::string(name);
     if (!cases.find(key)) return;
     const float err = testing::max_abs_diff(t, cases.get(key).value());
     EXPECT_LE(err, kTolerance) << key;
+    worst = std::max(worst, err);
     ++compared;
   }
 };
@@ -84,15 +86,20 @@ TEST(Taesd, MatchesReferenceLayerByLayer) {
     TraceCheck check{*s.cases, c};
     ctx.on_trace = std::ref(check);
     Tensor latents = taesd->encode(ctx, s.cases->get(c + ".image").value());
+    float latents_err = -1, decoded_err = -1;
     if (s.cases->find(c + ".latents")) {
-      EXPECT_LE(testing::max_abs_diff(latents, s.cases->get(c + ".latents").value()), kTolerance) << c << ".latents";
+      latents_err = testing::max_abs_diff(latents, s.cases->get(c + ".latents").value());
+      EXPECT_LE(latents_err, kTolerance) << c << ".latents";
       // Decode the reference latents, so the decoder is judged on its own.
       Tensor decoded = taesd->decode(ctx, s.cases->get(c + ".latents").value());
-      if (s.cases->find(c + ".decoded"))
-        EXPECT_LE(testing::max_abs_diff(decoded, s.cases->get(c + ".decoded").value()), kTolerance) << c << ".decoded";
+      if (s.cases->find(c + ".decoded")) {
+        decoded_err = testing::max_abs_diff(decoded, s.cases->get(c + ".decoded").value());
+        EXPECT_LE(decoded_err, kTolerance) << c << ".decoded";
+      }
     }
     ctx.on_trace = nullptr;
-    std::cout << c << ": " << check.compared << " traced layers compared\n";
+    std::cout << c << ": " << check.compared << " traced layers, max abs error " << check.worst << "; latents "
+              << latents_err << ", decoded " << decoded_err << "\n";
   }
 }
 

@@ -1,4 +1,6 @@
 // easel inspect FILE: what a checkpoint holds and what model it is.
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <map>
 
@@ -9,6 +11,28 @@
 namespace easel::cli {
 namespace {
 
+// "2.weight" before "10.weight": digit runs compare as numbers.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      const std::string_view na = std::string_view(a).substr(i, ie - i), nb = std::string_view(b).substr(j, je - j);
+      if (na.size() != nb.size()) return na.size() < nb.size();  // no leading zeros in tensor names
+      if (na != nb) return na < nb;
+      i = ie;
+      j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
 int inspect(const std::string& path, bool quiet) {
   auto checkpoints = open_checkpoints(path);
   if (!checkpoints) {
@@ -18,7 +42,9 @@ int inspect(const std::string& path, bool quiet) {
   for (const Checkpoint& ck : *checkpoints) {
     std::map<std::string, std::pair<size_t, uint64_t>> by_dtype;  // dtype -> (count, bytes)
     if (!quiet) std::printf("%s\n", ck.path().string().c_str());
-    for (const std::string& name : ck.names()) {
+    auto names = ck.names();
+    std::sort(names.begin(), names.end(), natural_less);
+    for (const std::string& name : names) {
       const auto* item = ck.find(name);
       const auto& e = *item->entry;
       auto& [count, bytes] = by_dtype[std::string(dtype_name(e.dtype))];

@@ -243,6 +243,21 @@ Tensor Taesd::decode(Context& ctx, const Tensor& latents) const {
   return run_layers(ctx, "decoder", decoder_, latents);
 }
 
+int64_t Taesd::decode_macs(int64_t h, int64_t w) const {
+  int64_t macs = 0;
+  auto conv_macs = [&](const Conv& c) { return int64_t(c.n_out) * c.n_in * c.kernel * c.kernel * h * w; };
+  for (const Layer& layer : decoder_) {
+    if (const auto* c = std::get_if<Conv>(&layer)) macs += conv_macs(*c);
+    if (const auto* b = std::get_if<Block>(&layer)) {
+      for (const Conv& c : b->conv) macs += conv_macs(c);
+      if (b->skip) macs += conv_macs(*b->skip);
+      if (b->pool) macs += conv_macs(b->pool->expand) + conv_macs(b->pool->project);
+    }
+    if (std::holds_alternative<Upsample>(layer)) h *= 2, w *= 2;
+  }
+  return macs;
+}
+
 std::optional<TaesdParts> taesd_recognize(const Checkpoint& ck) {
   auto weights = map_names({&ck});
   if (!weights) return std::nullopt;

@@ -72,6 +72,8 @@ class Taesd {
   Tensor encode(Context& ctx, const Tensor& image) const;
   // latents [N, C, h, w] -> image [N, 3, 8h, 8w], not clamped
   Tensor decode(Context& ctx, const Tensor& latents) const;
+  // Multiply-adds of the convolutions in decode() for latents of h x w, for roofline figures.
+  int64_t decode_macs(int64_t h, int64_t w) const;
 
  private:
   TaesdConfig config_;

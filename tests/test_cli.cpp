@@ -1,0 +1,112 @@
+// The `easel` command as a user runs it: real binary, real files, exit codes and messages.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "io/image.h"
+#include "test_data.h"
+
+namespace easel {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+RunResult run_easel(const std::string& args) {
+  const std::string command = std::string(EASEL_CLI_PATH) + " " + args + " 2>&1";
+  RunResult r{-1, {}};
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+
+fs::path temp_dir() {
+  auto dir = fs::temp_directory_path() / ("easel_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Acceptance: `easel vae roundtrip --vae <folder> photo.png out.png` gives the reference's decoded
+// PNG to within 2/255 per channel, for every photo of the set.
+TEST(Cli, VaeRoundTripMatchesReferenceImages) {
+  const fs::path dir = testing::set_dir("taef2_real");
+  std::ifstream in(dir / "info.json");
+  ASSERT_TRUE(in);
+  const auto info = nlohmann::json::parse(in);
+  ASSERT_FALSE(info.empty());
+  for (const auto& [name, entry] : info.items()) {
+    const fs::path out = temp_dir() / (name + ".roundtrip.png");
+    RunResult r = run_easel("vae roundtrip --vae " + quoted(dir) + " " + quoted(dir / (name + ".png")) + " " + quoted(out));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    Image ours = to_rgb(read_image(out).value());
+    Image reference = to_rgb(read_image(dir / (name + ".decoded.png")).value());
+    ASSERT_EQ(ours.width, reference.width);
+    ASSERT_EQ(ours.height, reference.height);
+    int worst = 0;
+    for (size_t i = 0; i < ours.pixels.size(); ++i)
+      worst = std::max(worst, std::abs(int(ours.pixels[i]) - int(reference.pixels[i])));
+    EXPECT_LE(worst, 2) << name;
+    std::cout << name << ": max difference to the reference decoded PNG " << worst << "/255\n";
+  }
+}
+
+TEST(Cli, EncodeThenDecodeKeepsTheImageSize) {
+  const fs::path dir = testing::set_dir("taef2_real");
+  // An odd-sized image: the CLI pads to a multiple of 8 and crops back.
+  Image im{13, 21, 3, std::vector<uint8_t>(13 * 21 * 3), {}};
+  for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = uint8_t(i * 7);
+  const fs::path src = temp_dir() / "odd.png", latents = temp_dir() / "odd.safetensors", out = temp_dir() / "odd.out.webp";
+  ASSERT_TRUE(write_image(src, im).ok());
+  RunResult enc = run_easel("vae encode --vae " + quoted(dir) + " " + quoted(src) + " " + quoted(latents));
+  ASSERT_EQ(enc.exit_code, 0) << enc.output;
+  RunResult dec = run_easel("--threads 1 vae decode --vae " + quoted(dir) + " " + quoted(latents) + " " + quoted(out));
+  ASSERT_EQ(dec.exit_code, 0) << dec.output;
+  Image back = read_image(out).value();
+  EXPECT_EQ(back.width, 13);
+  EXPECT_EQ(back.height, 21);
+}
+
+TEST(Cli, ClearErrorsForBadInput) {
+  const fs::path dir = testing::set_dir("taef2_real");
+  RunResult missing = run_easel("vae roundtrip --vae " + quoted(dir) + " /no/such/photo.png " + quoted(temp_dir() / "x.png"));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("/no/such/photo.png"), std::string::npos) << missing.output;
+
+  // A folder with no autoencoder in it.
+  const fs::path empty = temp_dir() / "not_a_vae";
+  fs::create_directories(empty);
+  std::ofstream(empty / "junk.safetensors") << "not a checkpoint";
+  RunResult wrong = run_easel("vae roundtrip --vae " + quoted(empty) + " x.png y.png");
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.output.find("junk.safetensors"), std::string::npos) << wrong.output;
+
+  RunResult bad_out = run_easel("vae encode --vae " + quoted(dir) + " a.png b.png");
+  EXPECT_EQ(bad_out.exit_code, 1);
+  EXPECT_NE(bad_out.output.find(".safetensors"), std::string::npos) << bad_out.output;
+
+  RunResult inspect = run_easel("inspect -q " + quoted(dir));
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("variant taef2"), std::string::npos) << inspect.output;
+
+  RunResult help = run_easel("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("vae"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace easel
