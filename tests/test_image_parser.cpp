@@ -108,7 +108,7 @@ TEST(ParserImage, EveryTruncationIsAnError) {
   const auto& png = samples()[0].bytes;
   auto r = decode_image(std::span(png).first(png.size() / 2), "photo.png");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message().rfind("photo.png: truncated PNG data (libpng: ", 0), 0u) << r.error().message();
+  EXPECT_EQ(r.error().message().rfind("photo.png: truncated PNG data (", 0), 0u) << r.error().message();
   const auto& jpg = samples()[2].bytes;
   r = decode_image(std::span(jpg).first(jpg.size() / 2), "photo.jpg");
   ASSERT_FALSE(r.ok());
@@ -139,7 +139,7 @@ TEST(ParserImage, ByteFlipsAtEveryPosition) {
 TEST(ParserImage, RandomCorruptionWithFixedSeeds) {
   for (const auto& s : samples()) {
     SCOPED_TRACE(s.name);
-    for (uint32_t seed = 0; seed < 400; ++seed) {
+    for (uint32_t seed = 0; seed < 2000; ++seed) {
       std::mt19937 rng(seed);
       std::vector<uint8_t> bytes = s.bytes;
       const int changes = 1 + int(rng() % 16);
@@ -155,7 +155,7 @@ TEST(ParserImage, RandomBytesBehindEveryMagic) {
                                            "\xff\xd8\xff\xc0", "RIFF\xff\xff\0\0WEBPVP8 ", "RIFF\xff\xff\0\0WEBPVP8L",
                                            "RIFF\xff\xff\0\0WEBPVP8X"};
   for (size_t m = 0; m < magics.size(); ++m) {
-    for (uint32_t seed = 0; seed < 200; ++seed) {
+    for (uint32_t seed = 0; seed < 500; ++seed) {
       std::mt19937 rng(seed * 977 + uint32_t(m));
       std::vector<uint8_t> bytes = bytes_of(std::string_view(magics[m].data(), magics[m].size()));
       const size_t extra = rng() % 3000;
@@ -250,6 +250,21 @@ TEST(ParserImage, HugeWebpIsRefusedBeforeAllocating) {
   r = decode_image(webp_with_chunk("VP8X", vp8x), "canvas.webp");
   EXPECT_FALSE(r.ok());
   expect_sane(r, "canvas.webp", {});
+}
+
+// libpng allocates what a chunk header claims before reading the chunk: a flipped length field
+// in a 2 kB file once cost 1.5 GB and a second. The chunk walk refuses it first.
+TEST(ParserImage, ChunkLengthBeyondTheFileIsRefused) {
+  std::vector<uint8_t> bytes = samples()[0].bytes;  // IHDR, then a tEXt chunk at offset 33
+  bytes[33] = 0x59;
+  auto r = decode_image(bytes, "long.png");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("truncated PNG data (chunk 'tEXt' claims"), std::string::npos)
+      << r.error().message();
+  bytes[33] = 0x80;  // over 2^31 - 1: not even a valid length
+  r = decode_image(bytes, "long.png");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("invalid PNG data"), std::string::npos) << r.error().message();
 }
 
 // A damaged ancillary chunk is harmless: libpng drops it and the pixels still decode.

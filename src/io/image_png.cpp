@@ -8,6 +8,8 @@
 // (reading from memory, writing to a vector, errors) own nothing either.
 #include <png.h>
 
+#include <algorithm>
+#include <cctype>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -160,6 +162,29 @@ std::vector<std::pair<std::string, std::string>> text_chunks(png_structp png, pn
   return out;
 }
 
+uint32_t read_be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
+
+// libpng allocates the length an ancillary chunk's header claims before reading its data, so one
+// damaged length field in a 2 kB file makes it allocate (and the kernel zero) up to 2 GiB. Walking
+// the chunk headers first — every chunk must fit in what is left of the file — rules that out.
+Status check_chunk_lengths(std::span<const uint8_t> bytes, std::string_view name) {
+  size_t pos = 8;  // after the signature
+  while (pos < bytes.size()) {
+    const size_t left = bytes.size() - pos;
+    if (left < 12) return Error(cat(name, ": truncated PNG data (a chunk header is cut off)"));
+    const uint32_t length = read_be32(&bytes[pos]);
+    const std::string_view type(reinterpret_cast<const char*>(&bytes[pos + 4]), 4);
+    const bool printable = std::all_of(type.begin(), type.end(), [](char c) { return std::isalpha(uint8_t(c)); });
+    const std::string label = printable ? cat(" '", type, "'") : std::string();
+    if (length > 0x7fffffffu) return Error(cat(name, ": invalid PNG data (chunk", label, " claims ", length, " bytes)"));
+    if (length > left - 12)
+      return Error(cat(name, ": truncated PNG data (chunk", label, " claims ", length, " bytes, ", left - 12, " left)"));
+    pos += 12 + size_t(length);
+    if (type == "IEND") break;
+  }
+  return {};
+}
+
 Error read_error(std::string_view name, const PngReader& r) {
   return Error(cat(name, r.truncated ? ": truncated PNG data (libpng: " : ": invalid PNG data (libpng: ", r.message, ")"));
 }
@@ -236,6 +261,7 @@ Result<EncodedText> encode_text(const std::string& keyword, const std::string& v
 }  // namespace
 
 Result<Image> decode_png(std::span<const uint8_t> bytes, std::string_view name, const ImageLimits& limits) {
+  EASEL_TRY_STATUS(check_chunk_lengths(bytes, name));
   PngReadHandle h;
   h.r.data = bytes.data();
   h.r.size = bytes.size();
