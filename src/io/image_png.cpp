@@ -130,7 +130,8 @@ bool read_pixels(PngReader* r, png_bytep* rows, size_t row_bytes) {
   if (setjmp(png_jmpbuf(r->png))) return false;
   png_set_expand(r->png);  // palette -> RGB, gray of 1/2/4 bits -> 8 bits, tRNS -> alpha
   // 16 -> 8 bits keeps the high byte, as PIL does for 16-bit RGB(A), so that an init image decodes
-  // to the same pixels as in A1111 / SD.Next.
+  // to the same pixels as in A1111 / SD.Next. (PIL clips 16-bit gray to 255 instead, a PIL quirk
+  // not worth copying: we take the high byte there too.)
   png_set_strip_16(r->png);
   png_set_gray_to_rgb(r->png);
   png_set_interlace_handling(r->png);
