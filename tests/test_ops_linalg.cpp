@@ -144,7 +144,7 @@ void linear_reference(const std::vector<float>& x, const std::vector<float>& w, 
 TEST_F(LinalgTest, LinearMatchesReference) {
   const LinearCase cases[] = {{{1, 1}, 1},      {{3, 5}, 7},          {{2, 37, 96}, 33},
                               {{77, 768}, 320}, {{130, 67}, 129},     {{4, 300}, 1000},
-                              {{2, 3, 5, 17}, 8}, {{1, 4099}, 3}};
+                              {{2, 3, 5, 17}, 8}, {{1, 4099}, 3},   {{2, 129}, 65}};
   uint32_t seed = 1;
   for (const auto& c : cases) {
     const int64_t K = c.x[c.x.size() - 1], M = c.x.numel() / K, N = c.N;
@@ -365,9 +365,15 @@ Conv2dParams params(int stride, int pad, int dilation = 1, int groups = 1) {
   return p;
 }
 
-TEST_F(LinalgTest, Conv2dMatchesReference) {
+Conv2dParams rect_params() {
   Conv2dParams rect = params(1, 0);
   rect.stride_w = 2, rect.pad_h = 1, rect.dilation_w = 3;
+  return rect;
+}
+
+// Few output pixels: the backend runs these on the plain NCHW layout.
+TEST_F(LinalgTest, Conv2dMatchesReference) {
+  const Conv2dParams rect = rect_params();
   const ConvCase cases[] = {
       {1, 3, 17, 13, 8, 3, 3, params(1, 1)},        // RGB input, odd sizes
       {2, 16, 12, 12, 24, 3, 3, params(2, 1)},      // stride 2 (downsample)
@@ -385,18 +391,50 @@ TEST_F(LinalgTest, Conv2dMatchesReference) {
       for (Layout layout : kLayouts) run_conv_case(ctx, c, wt, layout, (seed / 3) % 2 == 0, false, seed += 3);
 }
 
+// Hundreds of output pixels or more: the channel-blocked layout, with channel counts that do
+// not fill its blocks of 8.
+TEST_F(LinalgTest, Conv2dBlockedLayoutMatchesReference) {
+  const ConvCase cases[] = {
+      {1, 3, 33, 31, 8, 3, 3, params(1, 1)},         // RGB input
+      {2, 16, 40, 40, 24, 3, 3, params(2, 1)},       // stride 2
+      {1, 32, 19, 21, 16, 1, 1, params(1, 0)},       // 1x1
+      {1, 12, 24, 24, 8, 3, 3, params(1, 2, 2)},     // dilation
+      {2, 8, 17, 17, 12, 3, 3, params(1, 1, 1, 4)},  // groups
+      {1, 16, 20, 20, 16, 3, 3, params(1, 1, 1, 16)},// depthwise
+      {1, 5, 25, 30, 7, 2, 4, rect_params()},        // odd channels, rectangular, per-axis params
+  };
+  uint32_t seed = 8000;
+  for (const auto& c : cases)
+    for (DType wt : {DType::F32, DType::F16, DType::BF16})
+      for (Layout layout : kLayouts) run_conv_case(ctx, c, wt, layout, (seed / 3) % 2 == 1, false, seed += 3);
+}
+
 TEST_F(LinalgTest, Conv2dCachesReadOnlyWeightsCorrectly) {
   auto& cache = static_cast<CpuBackend&>(ctx.backend()).impl().conv_weights;
-  const ConvCase c{1, 24, 16, 16, 32, 3, 3, params(1, 1)};
-  for (DType wt : {DType::F32, DType::F16}) {
-    const size_t before = cache.bytes();
-    // Each round makes a new read-only weight (likely at the address of the last one, now freed)
-    // and runs it twice: a stale entry would give the previous round's answer.
-    for (uint32_t round = 0; round < 3; ++round) {
-      run_conv_case(ctx, c, wt, Layout::Contiguous, true, true, 5000 + round * 10);
-      EXPECT_GT(cache.bytes(), before);
+  // 16x16 output: blocked layout, packed weight cached. 8x8: plain layout, where only a
+  // converted f16 weight is cached (an f32 one is used in place).
+  const ConvCase blocked{1, 24, 16, 16, 32, 3, 3, params(1, 1)};
+  const ConvCase plain{1, 24, 8, 8, 32, 3, 3, params(1, 1)};
+  for (const bool is_blocked : {true, false})
+    for (DType wt : {DType::F32, DType::F16}) {
+      const ConvCase& c = is_blocked ? blocked : plain;
+      SCOPED_TRACE(cat(is_blocked ? "blocked " : "plain ", dtype_name(wt)));
+      cache.clear();
+      // Each round makes a new read-only weight (likely at the address of the last one, now
+      // freed) and runs it twice: a stale entry would give the previous round's answer.
+      for (uint32_t round = 0; round < 3; ++round) {
+        const auto xv = random_values(c.N * c.C * c.H * c.W, 40 + round);
+        const Weight w = make_weight(random_values(c.O * c.C * 9, 50 + round), {c.O, c.C, 3, 3}, wt, true);
+        const Tensor x = Tensor::from_vector(xv, {c.N, c.C, c.H, c.W});
+        std::vector<double> ref, scale;
+        conv_reference(xv, w.values, nullptr, c, c.H, c.W, ref, scale);
+        expect_close(ops::conv2d(ctx, x, w.tensor, {}, c.p), ref, scale);
+        expect_close(ops::conv2d(ctx, x, w.tensor, {}, c.p), ref, scale);
+        const bool cached = is_blocked || wt == DType::F16;
+        EXPECT_EQ(cache.bytes() > 0, cached) << cache.bytes() << " bytes cached";
+      }
     }
-  }
+  cache.clear();
 }
 
 TEST_F(LinalgTest, Conv2dRejectsBadArguments) {

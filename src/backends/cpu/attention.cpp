@@ -10,7 +10,6 @@
 // instead would redo that transposition Nq / kQTile times. The packed copies are the size of k
 // and v, never Nq x Nk.
 #include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -31,6 +30,7 @@ constexpr int64_t kQTile = 64;   // queries per task
 constexpr int64_t kKTile = 128;  // keys per step: the score tile is 64 x 128 floats (32 KiB)
 constexpr int kRows = 6;         // query rows per microkernel call (12 accumulators + 3 temporaries)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kLog2e = 1.4426950408889634f;
 
 inline int64_t lanes() { return static_cast<int64_t>(hn::Lanes(DF())); }
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -93,10 +93,15 @@ HWY_INLINE void for_row_blocks(int64_t rows, Kernel&& kernel) {
   }
 }
 
-// Element offset of [b, h, n, d] in a 4-d view.
-inline int64_t offset4(const Tensor& t, int64_t b, int64_t h, int64_t n, int64_t d) {
-  return b * t.stride(0) + h * t.stride(1) + n * t.stride(2) + d * t.stride(3);
-}
+// A 4-d f32 view with its strides at hand (Tensor::stride() checks its index: too slow per element).
+struct View4 {
+  const float* data = nullptr;
+  int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  View4() = default;
+  explicit View4(const Tensor& t)
+      : data(t.data<float>()), s0(t.stride(0)), s1(t.stride(1)), s2(t.stride(2)), s3(t.stride(3)) {}
+  const float* row(int64_t b, int64_t h, int64_t n) const { return data + b * s0 + h * s1 + n * s2; }
+};
 
 // K transposed into tiles: for (b, h) and key tile t, a [D][kKTile] block, zero past Nk.
 struct PackedK {
@@ -108,11 +113,10 @@ struct PackedK {
 // V rows as plain vectors of Dv padded to a whole number of vectors; or v itself when it is one.
 struct VRows {
   std::vector<float> data;
-  const float* base = nullptr;  // v's own memory when not packed
-  int64_t ld = 0, Dp = 0, Nk = 0, H = 0;
-  const Tensor* v = nullptr;
+  View4 v;      // v's own memory when not packed (v.data null otherwise)
+  int64_t ld = 0, Dp = 0, Nk = 0, H = 0;  // ld: elements between rows
   const float* row(int64_t b, int64_t h, int64_t j) const {
-    if (base) return base + offset4(*v, b, h, j, 0);
+    if (v.data) return v.row(b, h, j);
     return data.data() + ((b * H + h) * Nk + j) * ld;
   }
 };
@@ -124,15 +128,15 @@ PackedK pack_k(Context& ctx, const Tensor& k) {
   pk.D = D;
   pk.H = H;
   pk.data.assign(static_cast<size_t>(B * H * pk.tiles * D * kKTile), 0.0f);
-  const float* src = k.data<float>();
+  const View4 src(k);
   ctx.pool().parallel_for(B * H * pk.tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task % pk.tiles, bh = task / pk.tiles, b = bh / H, h = bh % H;
       float* dst = const_cast<float*>(pk.tile(b, h, t));
       const int64_t j0 = t * kKTile, nk = std::min(kKTile, Nk - j0);
       for (int64_t j = 0; j < nk; ++j) {
-        const float* row = src + offset4(k, b, h, j0 + j, 0);
-        for (int64_t d = 0; d < D; ++d) dst[d * kKTile + j] = row[d * k.stride(3)];
+        const float* row = src.row(b, h, j0 + j);
+        for (int64_t d = 0; d < D; ++d) dst[d * kKTile + j] = row[d * src.s3];
       }
     }
   });
@@ -142,23 +146,23 @@ PackedK pack_k(Context& ctx, const Tensor& k) {
 VRows v_rows(Context& ctx, const Tensor& v) {
   const int64_t B = v.size(0), H = v.size(1), Nk = v.size(2), Dv = v.size(3);
   VRows vr;
-  vr.v = &v;
   vr.Dp = round_up(Dv, lanes());
   if (v.stride(3) == 1 && Dv == vr.Dp) {  // rows are already whole vectors
-    vr.base = v.data<float>();
+    vr.v = View4(v);
+    vr.ld = v.stride(2);
     return vr;
   }
   vr.ld = vr.Dp;
   vr.Nk = Nk;
   vr.H = H;
   vr.data.assign(static_cast<size_t>(B * H * Nk * vr.Dp), 0.0f);
-  const float* src = v.data<float>();
+  const View4 src(v);
   ctx.pool().parallel_for(B * H * Nk, 256, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t j = r % Nk, bh = r / Nk;
-      const float* row = src + offset4(v, bh / H, bh % H, j, 0);
+      const float* row = src.row(bh / H, bh % H, j);
       float* dst = vr.data.data() + r * vr.Dp;
-      for (int64_t c = 0; c < Dv; ++c) dst[c] = row[c * v.stride(3)];
+      for (int64_t c = 0; c < Dv; ++c) dst[c] = row[c * src.s3];
     }
   });
   return vr;
@@ -166,8 +170,8 @@ VRows v_rows(Context& ctx, const Tensor& v) {
 
 // Everything one task needs besides its scratch.
 struct Problem {
-  const Tensor& q;
-  const Tensor& mask;  // undefined, or [B, H, Nq, Nk]
+  View4 q;
+  View4 mask;  // data null without a mask; else [B, H, Nq, Nk]
   const PackedK& k;
   const VRows& v;
   int64_t B, H, Nq, Nk, D, Dv;
@@ -188,10 +192,9 @@ void mask_scores(const Problem& pb, int64_t b, int64_t h, int64_t i0, int64_t ro
                  int64_t width, float* s) {
   for (int64_t r = 0; r < rows; ++r) {
     float* row = s + r * kKTile;
-    if (pb.mask.defined()) {
-      const float* mrow = pb.mask.data<float>() + offset4(pb.mask, b, h, i0 + r, j0);
-      const int64_t ms = pb.mask.stride(3);
-      for (int64_t j = 0; j < nk; ++j) row[j] += mrow[j * ms];
+    if (pb.mask.data) {  // scores are in log2 units, so is the mask
+      const float* mrow = pb.mask.row(b, h, i0 + r) + j0 * pb.mask.s3;
+      for (int64_t j = 0; j < nk; ++j) row[j] += mrow[j * pb.mask.s3] * kLog2e;
     }
     // Query i sees keys j <= i + (Nk - Nq): the causal mask aligned to the end of the keys.
     int64_t visible = nk;
@@ -200,8 +203,33 @@ void mask_scores(const Problem& pb, int64_t b, int64_t h, int64_t i0, int64_t ro
   }
 }
 
-// Online softmax step for one row of the score tile: turns scores into exp(s - m_new) in place,
-// rescales the row's running sum and output by exp(m_old - m_new).
+// 2^t for t <= 0 (a score minus its row's running max, in log2 units). Round-to-nearest splits
+// t = n + f with f in [-1/2, 1/2]; 2^f is a degree-6 Chebyshev fit (max error 2e-9, below f32
+// rounding) and 2^n is built in the exponent bits. About a third of Highway's general Exp, which
+// would otherwise cost as much as the two matrix products at head size 40. t is clamped at -126
+// to keep 2^n a normal float: a hidden key (t = -inf) weighs 2^-126 ~ 1e-38, invisible next to
+// the row's max key, which weighs 1. NaN stays NaN (Max returns its second operand on NaN).
+HWY_INLINE VF exp2_nonpositive(VF t) {
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  t = hn::Max(hn::Set(df, -126.0f), t);
+  // Adding 1.5·2^23 + 127 rounds t to an integer held in the low mantissa bits, biased by 127.
+  const VF shifter = hn::Set(df, 12582912.0f + 127.0f);
+  const VF biased = hn::Add(t, shifter);
+  const VF f = hn::Sub(t, hn::Sub(biased, shifter));
+  VF p = hn::Set(df, 1.546144469856913e-4f);
+  p = hn::MulAdd(p, f, hn::Set(df, 1.3400428177615838e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 9.618056678524637e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 5.550327226670302e-2f));
+  p = hn::MulAdd(p, f, hn::Set(df, 2.4022650922288757e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 6.931472067028326e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
+  const VF scale = hn::BitCast(df, hn::ShiftLeft<23>(hn::BitCast(di, biased)));  // 2^n
+  return hn::Mul(p, scale);
+}
+
+// Online softmax step for one row of the score tile (log2 units): turns scores into
+// 2^(s - m_new) in place, and rescales the row's running sum and output by 2^(m_old - m_new).
 void softmax_row(float* s, int64_t width, float& m, float& l, float* o, int64_t dp) {
   const DF df;
   const int64_t L = lanes();
@@ -210,17 +238,17 @@ void softmax_row(float* s, int64_t width, float& m, float& l, float* o, int64_t 
   const float tile_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
   const float m_new = std::max(m, tile_max);
   if (m_new == kNegInf) {  // nothing visible yet: the tile contributes nothing
-    for (int64_t j = 0; j < width; ++j) s[j] = 0.0f;
+    std::fill(s, s + width, 0.0f);
     return;
   }
   const VF vm = hn::Set(df, m_new);
   VF vsum = hn::Zero(df);
   for (int64_t j = 0; j < width; j += L) {
-    const VF p = hn::Exp(df, hn::Sub(hn::LoadU(df, s + j), vm));  // exp(-inf) = 0 for hidden keys
+    const VF p = exp2_nonpositive(hn::Sub(hn::LoadU(df, s + j), vm));
     hn::StoreU(p, df, s + j);
     vsum = hn::Add(vsum, p);
   }
-  const float alpha = m == kNegInf ? 0.0f : std::exp(m - m_new);
+  const float alpha = m == kNegInf ? 0.0f : std::exp2(m - m_new);
   l = l * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
   m = m_new;
   if (alpha != 1.0f) {
@@ -232,10 +260,11 @@ void softmax_row(float* s, int64_t width, float& m, float& l, float* o, int64_t 
 // One task: queries [i0, i0 + rows) of (b, h) against every visible key tile.
 void attention_tile(const Problem& pb, int64_t b, int64_t h, int64_t i0, int64_t rows, TileScratch& sc) {
   const int64_t L = lanes(), D = pb.D, dp = pb.v.Dp;
-  // Q tile, scaled once here rather than every score.
+  // Q tile, scaled once here rather than every score (by scale·log2 e: scores in log2 units).
+  const float q_scale = pb.scale * kLog2e;
   for (int64_t r = 0; r < rows; ++r) {
-    const float* src = pb.q.data<float>() + offset4(pb.q, b, h, i0 + r, 0);
-    for (int64_t d = 0; d < D; ++d) sc.q[r * D + d] = src[d * pb.q.stride(3)] * pb.scale;
+    const float* src = pb.q.row(b, h, i0 + r);
+    for (int64_t d = 0; d < D; ++d) sc.q[r * D + d] = src[d * pb.q.s3] * q_scale;
   }
   std::fill(sc.o.begin(), sc.o.begin() + rows * dp, 0.0f);
   std::fill(sc.m.begin(), sc.m.end(), kNegInf);
@@ -259,7 +288,7 @@ void attention_tile(const Problem& pb, int64_t b, int64_t h, int64_t i0, int64_t
       softmax_row(sc.s.data() + r * kKTile, width, sc.m[r], sc.l[r], sc.o.data() + r * dp, dp);
 
     const float* v0 = pb.v.row(b, h, j0);
-    const int64_t ldv = pb.v.base ? pb.v.v->stride(2) : pb.v.ld;
+    const int64_t ldv = pb.v.ld;
     int64_t c = 0;
     for (; c + 2 * L <= dp; c += 2 * L) {
       for_row_blocks(rows, [&]<int R>(int64_t i) {
@@ -290,7 +319,8 @@ void CpuBackend::attention(Context& ctx, const Tensor& q, const Tensor& k, const
   const PackedK pk = pack_k(ctx, k);
   const VRows vr = v_rows(ctx, v);
   const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(D));
-  const Problem pb{q, mask, pk, vr, B, H, Nq, Nk, D, Dv, scale, p.causal, out.data<float>()};
+  const Problem pb{View4(q), mask.defined() ? View4(mask) : View4(), pk, vr, B, H, Nq, Nk, D, Dv, scale, p.causal,
+                   out.data<float>()};
   const int64_t q_tiles = (Nq + kQTile - 1) / kQTile;
   ctx.pool().parallel_for(B * H * q_tiles, 1, [&](int64_t begin, int64_t end) {
     TileScratch scratch(pb);

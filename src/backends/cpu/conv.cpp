@@ -1,19 +1,21 @@
 // conv2d on oneDNN's convolution primitive.
 //
 // Layout. oneDNN's AVX2 direct convolution (jit:avx2) works on channel-blocked activations
-// (nChw8c) and weights (OIhw8i8o); given plain NCHW it falls back to im2col + GEMM, which measured
-// 10-70% slower at SD UNet/VAE sizes (most at many pixels and few channels, e.g. the VAE's
-// 128 channels at 256x256). So the primitive picks its layouts (format_tag::any) and our NCHW
-// tensors are reordered into and out of them per call: a memory-bound pass costing a few percent
-// of the convolution. The input may be any strided view; the reorder reads it in place.
+// (nChw8c) and weights (OIhw8i8o); given plain NCHW it falls back to im2col + GEMM, measured 5-50%
+// slower at SD UNet/VAE sizes (most with many pixels and few channels: the VAE's 128 channels at
+// 256x256, TAESD's 64 at 128x128). So the primitive picks its layouts (format_tag::any) and our
+// NCHW tensors are reordered into and out of them per call, a memory-bound pass of a few percent.
+// The input may be any strided view; the reorder reads it in place. Below kBlockedMinPixels
+// output pixels (SD's 8x8 level) the two run equally fast, and there the plain layout wins: it
+// takes an f32 weight as it is stored, with no packed copy at all.
 //
-// Weights. The weight is reordered into the primitive's layout; f16/bf16 weights are first
-// converted to f32 by our own vectorised loop (oneDNN 2.6 reorders f16 with reference code, ~100x
-// slower). Weights on read-only storage (checkpoints) keep their packed form in the bounded
-// PackedWeightCache, so repeated calls skip both steps; any other weight, and any weight past the
-// cache's budget, is converted and reordered per call into scratch. Measured per call, that pass
-// costs ~1% of the conv at 64x64 and ~40% at 8x8 (where 1280x1280 weights meet few pixels): the
-// cache matters most for the low-resolution levels.
+// Weights. For the blocked layout the weight is reordered into the primitive's layout; f16/bf16
+// weights are first converted to f32 by our own vectorised loop (oneDNN 2.6 reorders f16 with
+// reference code, ~100x slower). That costs about 0.35 ns per f32 weight element (~0.55 with the
+// f16 conversion) against ~2·pixels flops per element for the conv: ~0.5% of the conv at 64x64,
+// 2% at 32x32, 10% at 16x16, 45% at 8x8. So it is done per call into scratch, except for
+// convolutions with at most kCacheMaxPixels output pixels on read-only (checkpoint) storage, whose
+// prepared weight is kept in the bounded PackedWeightCache.
 #include <algorithm>
 #include <unordered_map>
 
@@ -28,6 +30,11 @@ using Dims = memory::dims;
 using dt = memory::data_type;
 using tag = memory::format_tag;
 
+// Output pixels (N·Ho·Wo) from which the blocked layout beats the plain one.
+constexpr int64_t kBlockedMinPixels = 256;
+// Output pixels up to which a read-only weight's prepared form is cached.
+constexpr int64_t kCacheMaxPixels = 1024;
+
 // The convolution's geometry, in oneDNN's terms.
 struct ConvShape {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo, groups;
@@ -41,6 +48,8 @@ struct ConvShape {
     if (groups == 1) return {O, C, kh, kw};
     return {groups, O / groups, C / groups, kh, kw};
   }
+  int64_t pixels() const { return N * Ho * Wo; }
+  bool blocked() const { return pixels() >= kBlockedMinPixels; }
   cpu::ConvKey key() const {
     return {{N, C, H, W, O, kh, kw, groups, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
              has_bias}};
@@ -53,8 +62,10 @@ ConvShape conv_shape(const Tensor& x, const Tensor& w, const Tensor& bias, const
 }
 
 std::shared_ptr<const cpu::ConvPlan> make_plan(const ConvShape& s, const dnnl::engine& engine) {
-  const memory::desc src(s.src(), dt::f32, tag::any), dst(s.dst(), dt::f32, tag::any);
-  const memory::desc weights(s.weights(), dt::f32, tag::any);
+  const tag act = s.blocked() ? tag::any : tag::nchw;
+  const tag plain_weights = s.groups == 1 ? tag::oihw : tag::goihw;
+  const memory::desc src(s.src(), dt::f32, act), dst(s.dst(), dt::f32, act);
+  const memory::desc weights(s.weights(), dt::f32, s.blocked() ? tag::any : plain_weights);
   const memory::desc bias = s.has_bias ? memory::desc({s.O}, dt::f32, tag::x) : memory::desc();
   const Dims strides{s.p.stride_h, s.p.stride_w}, pads{s.p.pad_h, s.p.pad_w};
   // oneDNN counts dilation from 0 (no dilation), torch from 1.
@@ -96,20 +107,22 @@ struct CallState {
   }
 };
 
-// The weight in `layout`: from the cache, as-is when it already is that f32 layout, or converted
-// and reordered now (and cached when the storage is read-only and the budget allows).
+// The weight in `layout`: as it is stored when that is already the layout (f32), from the cache,
+// or converted and reordered now (and cached when that pays and the budget allows).
 memory prepare_weights(CallState& call, cpu::PackedWeightCache& cache, const Tensor& w, const ConvShape& s,
                        const memory::desc& layout) {
+  memory::desc user;
+  const bool describable = strided_desc(w, s.weights(), weight_strides(w, s.groups), user);
+  if (w.dtype() == DType::F32 && describable && user == layout) return cpu::wrap(user, call.engine, w.raw());
   if (memory cached = cache.find(w, layout)) return cached;
   Tensor wf = w;
-  memory::desc user;
-  if (w.dtype() != DType::F32 || !strided_desc(w, s.weights(), weight_strides(w, s.groups), user)) {
+  if (w.dtype() != DType::F32 || !describable) {
     wf = cpu::to_contiguous_f32(call.ctx, w);
     call.keep.push_back(wf);
     strided_desc(wf, s.weights(), weight_strides(wf, s.groups), user);
   }
   const memory plain = cpu::wrap(user, call.engine, wf.raw());
-  const bool cacheable = w.read_only() && cache.has_room(layout.get_size());
+  const bool cacheable = w.read_only() && s.pixels() <= kCacheMaxPixels && cache.has_room(layout.get_size());
   if (user == layout && !cacheable) return plain;
   const memory packed = cacheable ? memory(layout, call.engine) : cpu::scratch_memory(call.ctx, layout, call.engine, call.keep);
   call.reorder(plain, packed);

@@ -170,7 +170,7 @@ void PackedWeightCache::insert(const Tensor& w, const dnnl::memory::desc& layout
   if (!w.read_only()) return;
   const size_t bytes = layout.get_size();
   std::lock_guard lock(mutex_);
-  if (used_ + bytes > budget_) drop_expired_locked();
+  drop_expired_locked();  // inserts are rare (once per weight): keep the books exact
   if (used_ + bytes > budget_) return;
   entries_.emplace(key_of(w), Entry{w.storage(), layout, packed, bytes});
   used_ += bytes;

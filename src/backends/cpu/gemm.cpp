@@ -11,17 +11,26 @@
 // so the weight is converted to f32 a panel of rows at a time into a bounded scratch buffer
 // (kPanelBytes), and each panel runs as its own matmul into its slice of out's columns. The
 // conversion reads the weight once per call, which is small next to the 2·M flops each weight
-// element takes part in, and no full f32 copy of a model ever exists.
+// element takes part in, and no full f32 copy of a model ever exists. With very few rows
+// (M <= kDirectRows: token-by-token decoding) there is nothing to amortise it against: the product
+// is bound by reading the weight, so a Highway kernel reads it once in its stored dtype and widens
+// it in registers instead of writing and re-reading a 4-byte copy.
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
 
+#include <hwy/highway.h>
+
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/cpu_impl.h"
+#include "core/half.h"
 
 namespace easel {
 namespace {
+
+namespace hn = hwy::HWY_NAMESPACE;
 
 using dnnl::memory;
 using Dims = memory::dims;
@@ -69,6 +78,69 @@ bool run_matmul(Context& ctx, const dnnl::engine& engine, const MatrixDesc& src,
   return true;
 }
 
+// Rows of x up to which half weights take the direct kernel rather than f32 panels.
+constexpr int64_t kDirectRows = 4;
+
+float widen(hwy::float16_t h) { return f16_to_f32(std::bit_cast<uint16_t>(h)); }
+float widen(hwy::bfloat16_t b) { return bf16_to_f32(std::bit_cast<uint16_t>(b)); }
+
+// out[m][n0], out[m][n0 + 1] for MR rows of x: two weight rows at a time, so each widened
+// weight vector feeds MR FMAs and 2·MR chains hide the FMA latency.
+template <int MR, class Half>
+void dot_two_rows(const float* x, int64_t K, const Half* w0, const Half* w1, float* out, int64_t ldo) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<Half, decltype(df)> dh;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  hn::Vec<decltype(df)> acc[MR][2];
+  for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = hn::Zero(df);
+  int64_t k = 0;
+  for (; k + L <= K; k += L) {
+    const auto a = hn::PromoteTo(df, hn::LoadU(dh, w0 + k)), b = hn::PromoteTo(df, hn::LoadU(dh, w1 + k));
+    for (int m = 0; m < MR; ++m) {
+      const auto xv = hn::LoadU(df, x + m * K + k);
+      acc[m][0] = hn::MulAdd(xv, a, acc[m][0]);
+      acc[m][1] = hn::MulAdd(xv, b, acc[m][1]);
+    }
+  }
+  for (int m = 0; m < MR; ++m) {
+    float s0 = hn::GetLane(hn::SumOfLanes(df, acc[m][0])), s1 = hn::GetLane(hn::SumOfLanes(df, acc[m][1]));
+    for (int64_t t = k; t < K; ++t) {
+      s0 += x[m * K + t] * widen(w0[t]);
+      s1 += x[m * K + t] * widen(w1[t]);
+    }
+    out[m * ldo] += s0;
+    out[m * ldo + 1] += s1;
+  }
+}
+
+// out[M, N] (already holding the bias or 0) += x[M, K] · w[N, K]ᵀ for M <= kDirectRows, in
+// parallel over the weight's rows.
+template <class Half>
+void linear_direct(Context& ctx, const float* x, int64_t M, int64_t K, const Half* w, int64_t N, float* out) {
+  auto rows = [&]<int MR>(int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n += 2) {
+      const Half* w1 = w + std::min(n + 1, N - 1) * K;  // an odd last row pairs with itself
+      if (n + 1 < N) {
+        dot_two_rows<MR>(x, K, w + n * K, w1, out + n, N);
+      } else {
+        float tmp[2 * kDirectRows] = {};
+        dot_two_rows<MR>(x, K, w + n * K, w1, tmp, 2);
+        for (int m = 0; m < MR; ++m) out[m * N + n] += tmp[2 * m];
+      }
+    }
+  };
+  // 64 weight rows a task: ~64·K·2 bytes, enough to amortise the scheduling.
+  ctx.pool().parallel_for((N + 1) / 2, 32, [&](int64_t begin, int64_t end) {
+    const int64_t n0 = 2 * begin, n1 = std::min(N, 2 * end);
+    switch (M) {
+      case 1: rows.template operator()<1>(n0, n1); break;
+      case 2: rows.template operator()<2>(n0, n1); break;
+      case 3: rows.template operator()<3>(n0, n1); break;
+      default: rows.template operator()<4>(n0, n1); break;
+    }
+  });
+}
+
 // out[M, N] = bias (or 0): what a product over K = 0 leaves.
 void fill_rows(float* out, int64_t M, int64_t N, const float* bias) {
   for (int64_t m = 0; m < M; ++m)
@@ -101,6 +173,11 @@ void CpuBackend::linear(Context& ctx, const Tensor& x, const Tensor& w, const Te
   const float* xp = x.data<float>();
   if (w.dtype() == DType::F32) return linear_block(ctx, impl_->engine, xp, M, K, w.data<float>(), K, N, b, y, N);
 
+  if (M <= kDirectRows) {
+    fill_rows(y, M, N, b);
+    if (w.dtype() == DType::F16) return linear_direct(ctx, xp, M, K, static_cast<const hwy::float16_t*>(w.raw()), N, y);
+    return linear_direct(ctx, xp, M, K, static_cast<const hwy::bfloat16_t*>(w.raw()), N, y);
+  }
   // f16/bf16: convert and multiply one panel of weight rows at a time.
   const int64_t panel = std::clamp<int64_t>(int64_t(kPanelBytes / (K * sizeof(float))) / 16 * 16, 16, N);
   Tensor scratch = ctx.empty({panel, K}, DType::F32);
