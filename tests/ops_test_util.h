@@ -78,6 +78,9 @@ inline Tensor random_tensor(const Shape& shape, uint32_t seed, Layout layout = L
   return {};
 }
 
+// t.to_vector<float>(), also for empty tensors (core's to_vector memcpys from a null pointer then).
+inline std::vector<float> floats(const Tensor& t) { return t.numel() ? t.to_vector<float>() : std::vector<float>{}; }
+
 inline std::vector<double> to_double(const Tensor& t) {
   const std::vector<float> v = t.to_vector<float>();
   return std::vector<double>(v.begin(), v.end());
