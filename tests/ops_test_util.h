@@ -81,6 +81,15 @@ inline Tensor random_tensor(const Shape& shape, uint32_t seed, Layout layout = L
 // t.to_vector<float>(), also for empty tensors (core's to_vector memcpys from a null pointer then).
 inline std::vector<float> floats(const Tensor& t) { return t.numel() ? t.to_vector<float>() : std::vector<float>{}; }
 
+// A 1-d f32 tensor over read-only memory, as a weight mapped from a checkpoint would be.
+inline Tensor read_only_tensor(const std::vector<float>& values) {
+  auto owner = std::make_shared<std::vector<float>>(values);
+  auto* data = reinterpret_cast<std::byte*>(owner->data());
+  const size_t bytes = values.size() * sizeof(float);
+  auto storage = std::make_shared<BorrowedStorage>(owner, data, bytes, Device{}, true);
+  return Tensor::from_storage(storage, 0, {static_cast<int64_t>(values.size())}, DType::F32);
+}
+
 inline std::vector<double> to_double(const Tensor& t) {
   const std::vector<float> v = t.to_vector<float>();
   return std::vector<double>(v.begin(), v.end());

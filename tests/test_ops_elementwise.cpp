@@ -360,9 +360,7 @@ TEST_F(OpsTest, ElementwiseErrors) {
   Tensor small = random_tensor({3}, 6);
   EXPECT_THROW(ops::add_(ctx, small, a), Exception);
   // Read-only storage (a mapped weight) is never written.
-  auto bytes = std::make_shared<std::vector<float>>(4, 1.0f);
-  auto storage = std::make_shared<BorrowedStorage>(bytes, reinterpret_cast<std::byte*>(bytes->data()), 16, Device{}, true);
-  Tensor weight = Tensor::from_storage(storage, 0, {4}, DType::F32);
+  Tensor weight = testing::read_only_tensor({1, 1, 1, 1});
   EXPECT_THROW(ops::add_(ctx, weight, random_tensor({4}, 7)), Exception);
   EXPECT_THROW(ops::relu_(ctx, weight), Exception);
   EXPECT_EQ(weight.to_vector<float>()[0], 1.0f);
