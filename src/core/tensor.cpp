@@ -183,6 +183,7 @@ void strided_copy_out(const Tensor& t, void* dst) {
   const size_t elem = dtype_size(t.dtype());
   const auto* src = static_cast<const std::byte*>(t.raw());
   auto* out = static_cast<std::byte*>(dst);
+  if (t.numel() == 0) return;  // an empty vector's data() may be null
   if (t.is_contiguous()) {
     std::memcpy(out, src, t.nbytes());
     return;
