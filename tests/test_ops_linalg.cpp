@@ -144,7 +144,8 @@ void linear_reference(const std::vector<float>& x, const std::vector<float>& w, 
 TEST_F(LinalgTest, LinearMatchesReference) {
   const LinearCase cases[] = {{{1, 1}, 1},      {{3, 5}, 7},          {{2, 37, 96}, 33},
                               {{77, 768}, 320}, {{130, 67}, 129},     {{4, 300}, 1000},
-                              {{2, 3, 5, 17}, 8}, {{1, 4099}, 3},   {{2, 129}, 65}};
+                              {{2, 3, 5, 17}, 8}, {{1, 4099}, 3},   {{2, 129}, 65},
+                              {{6, 40}, 11}};
   uint32_t seed = 1;
   for (const auto& c : cases) {
     const int64_t K = c.x[c.x.size() - 1], M = c.x.numel() / K, N = c.N;
@@ -168,8 +169,9 @@ TEST_F(LinalgTest, LinearMatchesReference) {
 }
 
 TEST_F(LinalgTest, LinearHalfWeightsSpanSeveralPanels) {
-  // 4096 inputs: f32 panels of 4 MiB hold 256 rows, so 600 rows take three panels (the last short).
-  const int64_t M = 5, K = 4096, N = 600;
+  // 4096 inputs: f32 panels of 4 MiB hold 256 rows, so 600 rows take three panels (the last
+  // short). 40 rows of x: enough for the panel path rather than the direct few-rows kernel.
+  const int64_t M = 40, K = 4096, N = 600;
   const auto xv = random_values(M * K, 7);
   const Weight w = make_weight(random_values(N * K, 8), {N, K}, DType::F16, /*read_only=*/true);
   const Weight b = make_weight(random_values(N, 9), {N}, DType::F16);
