@@ -1,21 +1,21 @@
 // conv2d on oneDNN's convolution primitive.
 //
 // Layout. oneDNN's AVX2 direct convolution (jit:avx2) works on channel-blocked activations
-// (nChw8c) and weights (OIhw8i8o); given plain NCHW it falls back to im2col + GEMM, measured 5-50%
+// (nChw8c) and weights (OIhw8i8o); given plain NCHW it falls back to im2col + GEMM, measured 5-35%
 // slower at SD UNet/VAE sizes (most with many pixels and few channels: the VAE's 128 channels at
 // 256x256, TAESD's 64 at 128x128). So the primitive picks its layouts (format_tag::any) and our
 // NCHW tensors are reordered into and out of them per call, a memory-bound pass of a few percent.
 // The input may be any strided view; the reorder reads it in place. Below kBlockedMinPixels
-// output pixels (SD's 8x8 level) the two run equally fast, and there the plain layout wins: it
+// output pixels (SD's 8x8 level) both run equally fast, and there the plain layout wins: it
 // takes an f32 weight as it is stored, with no packed copy at all.
 //
 // Weights. For the blocked layout the weight is reordered into the primitive's layout; f16/bf16
 // weights are first converted to f32 by our own vectorised loop (oneDNN 2.6 reorders f16 with
-// reference code, ~100x slower). That costs about 0.35 ns per f32 weight element (~0.55 with the
-// f16 conversion) against ~2·pixels flops per element for the conv: ~0.5% of the conv at 64x64,
-// 2% at 32x32, 10% at 16x16, 45% at 8x8. So it is done per call into scratch, except for
-// convolutions with at most kCacheMaxPixels output pixels on read-only (checkpoint) storage, whose
-// prepared weight is kept in the bounded PackedWeightCache.
+// reference code, ~100x slower). Done per call, that preparation made the 3x3 convs slower by
+// (f32 / f16 weights): 0% / 0% at 320 ch 64x64, 4% / 13% at 640 ch 32x32, 23% / 26% at 1280 ch
+// 16x16, and 0% / 70% at 8x8 (plain layout: only f16 needs converting). So a read-only
+// (checkpoint) weight of a conv with at most kCacheMaxPixels output pixels keeps its prepared form
+// in the bounded PackedWeightCache; any other weight is prepared per call into scratch.
 #include <algorithm>
 #include <unordered_map>
 
