@@ -587,5 +587,22 @@ TEST_F(LinalgTest, AttentionRejectsBadArguments) {
   EXPECT_THROW(ops::attention(ctx, q.select(0, 0), k, v), Exception);  // 3-d
 }
 
+// ------------------------------------------------------------------------------------------------
+
+TEST(LinalgThreads, OneThreadGivesTheSameAnswers) {
+  RuntimeOptions options;
+  options.threads = 1;
+  auto runtime = Runtime::create(options).value();
+  Context& ctx = runtime->context();
+  run_conv_case(ctx, {2, 16, 20, 20, 24, 3, 3, params(1, 1)}, DType::F16, Layout::Permuted, true, false, 9000);
+  run_attention_case(ctx, {1, 2, 100, 140, 40, 40}, Layout::Permuted, {}, true, 0.0f, 9100);
+  const int64_t M = 50, K = 96, N = 70;
+  const auto xv = random_values(M * K, 9200);
+  const Weight w = make_weight(random_values(N * K, 9201), {N, K}, DType::BF16);
+  std::vector<double> ref, scale;
+  linear_reference(xv, w.values, nullptr, M, K, N, ref, scale);
+  expect_close(ops::linear(ctx, Tensor::from_vector(xv, {M, K}), w.tensor), ref, scale);
+}
+
 }  // namespace
 }  // namespace easel

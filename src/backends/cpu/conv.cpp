@@ -50,9 +50,11 @@ struct ConvShape {
   }
   int64_t pixels() const { return N * Ho * Wo; }
   bool blocked() const { return pixels() >= kBlockedMinPixels; }
-  cpu::ConvKey key() const {
+  // oneDNN splits the work for the thread count it sees when the primitive is created, so that
+  // count is part of the key (as in oneDNN's own primitive cache).
+  cpu::ConvKey key(int threads) const {
     return {{N, C, H, W, O, kh, kw, groups, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
-             has_bias}};
+             has_bias, threads}};
   }
 };
 
@@ -134,8 +136,8 @@ memory prepare_weights(CallState& call, cpu::PackedWeightCache& cache, const Ten
 }
 
 // The primitive for this geometry, created on first use.
-std::shared_ptr<const cpu::ConvPlan> conv_plan(CpuBackend::Impl& impl, const ConvShape& s) {
-  const cpu::ConvKey key = s.key();
+std::shared_ptr<const cpu::ConvPlan> conv_plan(CpuBackend::Impl& impl, const ConvShape& s, int threads) {
+  const cpu::ConvKey key = s.key(threads);
   {
     std::lock_guard lock(impl.conv_plans_mutex);
     auto it = impl.conv_plans.find(key);
@@ -155,7 +157,7 @@ void CpuBackend::conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Te
                         Tensor& out) {
   const ConvShape s = conv_shape(x, w, bias, p, out);
   cpu::DnnlThreads threads(ctx);
-  const std::shared_ptr<const cpu::ConvPlan> plan = conv_plan(*impl_, s);
+  const std::shared_ptr<const cpu::ConvPlan> plan = conv_plan(*impl_, s, ctx.threads());
   const auto& pd = plan->pd;
   CallState call{ctx, impl_->engine, dnnl::stream(impl_->engine), {}};
 

@@ -90,7 +90,7 @@ class PackedWeightCache {
 // Convolution primitives by their parameters. oneDNN has its own cache of compiled kernels, but
 // finding the implementation (the primitive descriptor) costs ~0.1 ms a call; this skips it.
 struct ConvKey {
-  std::vector<int64_t> dims;  // N, C, H, W, O, kh, kw, strides, pads, dilations, groups, flags
+  std::vector<int64_t> dims;  // geometry, parameters, bias or not, thread count
   bool operator<(const ConvKey& o) const { return dims < o.dims; }
 };
 
