@@ -17,6 +17,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -326,10 +327,14 @@ void CpuBackend::attention(Context& ctx, const Tensor& q, const Tensor& k, const
   const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(D));
   const Problem pb{View4(q), mask.defined() ? View4(mask) : View4(), pk, vr, B, H, Nq, Nk, D, Dv, scale, p.causal,
                    out.data<float>()};
-  const int64_t q_tiles = (Nq + kQTile - 1) / kQTile;
-  ctx.pool().parallel_for(B * H * q_tiles, 1, [&](int64_t begin, int64_t end) {
+  const int64_t q_tiles = (Nq + kQTile - 1) / kQTile, tasks = B * H * q_tiles;
+  // One worker per thread, each taking query tiles one at a time from a shared counter: the
+  // pool's own split (4 ranges a thread) left up to an eighth of the work on one thread at the
+  // end, and causal tiles differ in cost.
+  std::atomic<int64_t> next{0};
+  ctx.pool().parallel_for(std::min<int64_t>(ctx.threads(), tasks), 1, [&](int64_t, int64_t) {
     TileScratch scratch(pb);
-    for (int64_t task = begin; task < end; ++task) {
+    for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
       const int64_t bh = task / q_tiles, i0 = (task % q_tiles) * kQTile;
       attention_tile(pb, bh / H, bh % H, i0, std::min(kQTile, Nq - i0), scratch);
     }
