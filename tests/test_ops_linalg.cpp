@@ -39,7 +39,9 @@ std::vector<float> random_values(int64_t n, uint32_t seed, float lo = -1.0f, flo
 
 enum class Layout { Contiguous, Permuted, Strided };
 constexpr Layout kLayouts[] = {Layout::Contiguous, Layout::Permuted, Layout::Strided};
-const char* name(Layout l) { return l == Layout::Contiguous ? "contiguous" : l == Layout::Permuted ? "permuted" : "strided"; }
+const char* name(Layout l) {
+  return l == Layout::Contiguous ? "contiguous" : l == Layout::Permuted ? "permuted" : "strided";
+}
 
 // A view of `values` (C order for `shape`) laid out as asked: contiguous, stored with reversed
 // dimensions and permuted back, or every other element of a wider last dimension.
@@ -512,7 +514,8 @@ Tensor attn_input(const Shape& bhnd, uint32_t seed, Layout layout) {
     for (int64_t h = 0; h < bhnd[1]; ++h)
       for (int64_t n = 0; n < bhnd[2]; ++n)
         for (int64_t d = 0; d < bhnd[3]; ++d)
-          data[((b * bhnd[2] + n) * bhnd[1] + h) * bhnd[3] + d] = values[((b * bhnd[1] + h) * bhnd[2] + n) * bhnd[3] + d];
+          data[((b * bhnd[2] + n) * bhnd[1] + h) * bhnd[3] + d] =
+              values[((b * bhnd[1] + h) * bhnd[2] + n) * bhnd[3] + d];
   return Tensor::from_vector(data, stored).permute({0, 2, 1, 3});
 }
 

@@ -113,7 +113,9 @@ struct View4 {
 struct PackedK {
   std::vector<float> data;
   int64_t tiles = 0, D = 0, H = 0;
-  const float* tile(int64_t b, int64_t h, int64_t t) const { return data.data() + ((b * H + h) * tiles + t) * D * kKTile; }
+  const float* tile(int64_t b, int64_t h, int64_t t) const {
+    return data.data() + ((b * H + h) * tiles + t) * D * kKTile;
+  }
 };
 
 // V rows as plain vectors of Dv padded to a whole number of vectors; or v itself when it is one.

@@ -126,7 +126,8 @@ memory prepare_weights(CallState& call, cpu::PackedWeightCache& cache, const Ten
   const memory plain = cpu::wrap(user, call.engine, wf.raw());
   const bool cacheable = w.read_only() && s.pixels() <= kCacheMaxPixels && cache.has_room(layout.get_size());
   if (user == layout && !cacheable) return plain;
-  const memory packed = cacheable ? memory(layout, call.engine) : cpu::scratch_memory(call.ctx, layout, call.engine, call.keep);
+  const memory packed =
+      cacheable ? memory(layout, call.engine) : cpu::scratch_memory(call.ctx, layout, call.engine, call.keep);
   call.reorder(plain, packed);
   if (cacheable) {
     call.stream.wait();
