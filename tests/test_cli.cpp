@@ -33,7 +33,12 @@ RunResult run_easel(const std::string& args) {
   return r;
 }
 
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string quoted(const fs::path& p) {
+  std::string q = "'";  // (built by appending: GCC 12 warns falsely on "'" + string at -O3)
+  q += p.string();
+  q += '\'';
+  return q;
+}
 
 fs::path temp_dir() {
   auto dir = fs::temp_directory_path() / ("easel_cli_" + std::to_string(::getpid()));

@@ -124,7 +124,7 @@ TEST(Image, PngTextSurvivesWriteAndRead) {
 
 TEST(Image, PngTextRejectsBadKeywordsAndValues) {
   Image im = testing::noise_image(2, 2, 3, 1);
-  for (const std::string key : {std::string(""), std::string(80, 'k'), std::string(" lead"), std::string("a\xe2\x9c\x93")}) {
+  for (const std::string& key : {std::string(""), std::string(80, 'k'), std::string(" lead"), std::string("a\xe2\x9c\x93")}) {
     im.text = {{key, "v"}};
     EXPECT_FALSE(encode_image(im, ImageFormat::Png).ok()) << key;
   }
@@ -437,7 +437,9 @@ TEST_F(ImageFiles, WriteThenReadEveryFormat) {
     ASSERT_TRUE(back.ok()) << back.error().message();
     EXPECT_EQ(back->width, 33);
     EXPECT_GT(testing::psnr(to_rgb(im), to_rgb(*back)), 30.0) << name;
-    if (name == "a.png") EXPECT_EQ(back->text, im.text);
+    if (name == "a.png") {
+      EXPECT_EQ(back->text, im.text);
+    }
   }
   EXPECT_EQ(listing(), (std::vector<std::string>{"a.png", "b.JPG", "c.jpeg", "d.webp"}));  // no temporaries left
 }

@@ -335,7 +335,8 @@ TEST_F(OpsTest, ConcatAlongEveryDim) {
       Shape s = {3, 4, 6};
       s[d] = n;
       // Alternate layouts: contiguous, permuted, strided.
-      xs.push_back(random_tensor(s, ++seed, testing::kLayouts[seed % 3]));
+      ++seed;
+      xs.push_back(random_tensor(s, seed, testing::kLayouts[seed % 3]));
     }
     const Tensor y = ops::concat(ctx, xs, dim);
     Shape want = {3, 4, 6};
@@ -397,7 +398,8 @@ TEST_F(OpsTest, PadLikeTorch) {
   };
   uint32_t seed = 70;
   for (const auto& pads : cases) {
-    const Tensor x = random_tensor({2, 3, 5}, ++seed, testing::kLayouts[seed % 3]);
+    ++seed;
+    const Tensor x = random_tensor({2, 3, 5}, seed, testing::kLayouts[seed % 3]);
     Shape out = x.shape();
     for (size_t p = 0; p < pads.size() / 2; ++p) out[2 - p] += pads[2 * p] + pads[2 * p + 1];
     const Tensor y = ops::pad(ctx, x, pads, -7.5f);

@@ -392,7 +392,10 @@ TEST_F(LinalgTest, Conv2dMatchesReference) {
   uint32_t seed = 1000;
   for (const auto& c : cases)
     for (DType wt : {DType::F32, DType::F16, DType::BF16})
-      for (Layout layout : kLayouts) run_conv_case(ctx, c, wt, layout, (seed / 3) % 2 == 0, false, seed += 3);
+      for (Layout layout : kLayouts) {
+        seed += 3;
+        run_conv_case(ctx, c, wt, layout, (seed / 3) % 2 == 0, false, seed);
+      }
 }
 
 // Hundreds of output pixels or more: the channel-blocked layout, with channel counts that do
@@ -410,7 +413,10 @@ TEST_F(LinalgTest, Conv2dBlockedLayoutMatchesReference) {
   uint32_t seed = 8000;
   for (const auto& c : cases)
     for (DType wt : {DType::F32, DType::F16, DType::BF16})
-      for (Layout layout : kLayouts) run_conv_case(ctx, c, wt, layout, (seed / 3) % 2 == 1, false, seed += 3);
+      for (Layout layout : kLayouts) {
+        seed += 3;
+        run_conv_case(ctx, c, wt, layout, (seed / 3) % 2 == 1, false, seed);
+      }
 }
 
 TEST_F(LinalgTest, Conv2dCachesReadOnlyWeightsCorrectly) {

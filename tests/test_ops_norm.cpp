@@ -120,9 +120,11 @@ TEST_F(OpsTest, GroupNormMatchesReference) {
   for (const Case& c : cases)
     for (Layout layout : kLayouts)
       for (ParamType wt : kParamTypes)
-        for (ParamType bt : kParamTypes)
-          check_group_norm(ctx, random_tensor(c.shape, seed += 3, layout), c.groups, wt, bt, seed,
+        for (ParamType bt : kParamTypes) {
+          seed += 3;
+          check_group_norm(ctx, random_tensor(c.shape, seed, layout), c.groups, wt, bt, seed,
                            c.shape.str() + " groups " + std::to_string(c.groups) + " " + layout_name(layout));
+        }
 }
 
 // PyTorch-scale activations ride on large offsets (VAE decoders reach |mean| ~ 1e3); the two-pass
