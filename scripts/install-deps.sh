@@ -9,7 +9,9 @@ packages=(
   # CPU compute
   libdnnl-dev libopenblas-dev libhwy-dev
   # checkpoints, images, CLI
-  nlohmann-json3-dev libcli11-dev libpng-dev libjpeg62-turbo-dev libwebp-dev
+  nlohmann-json3-dev libcli11-dev libpng-dev libjpeg62-turbo-dev libwebp-dev zlib1g-dev
+  # text: tokenizer regexes and Unicode normalisation
+  libpcre2-dev libutf8proc-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3
 )
