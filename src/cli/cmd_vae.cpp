@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "backends/runtime.h"
+#include "core/system_memory.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
 #include "io/image.h"
@@ -67,6 +68,18 @@ Image crop(const Image& im, int width, int height) {
   return out;
 }
 
+// The autoencoder runs at full resolution with 64 channels, and holds about four such f32
+// activations at once. Refuse what cannot fit rather than be killed half way.
+Status check_memory(int64_t width, int64_t height) {
+  const uint64_t need = uint64_t(4) * 64 * sizeof(float) * uint64_t(width) * uint64_t(height);
+  const auto available = available_memory_bytes();
+  if (available && need > *available)
+    return Error(cat("a ", width, "x", height, " image needs about ", human_bytes(need),
+                     " for the autoencoder's activations, but only ", human_bytes(*available),
+                     " of memory is available: use a smaller image"));
+  return {};
+}
+
 struct Latents {
   Tensor tensor;
   int width = 0, height = 0;  // image size they came from, 0 when unknown
@@ -116,10 +129,12 @@ Status run(const VaeArgs& a, int threads) {
   return catch_errors([&]() -> Status {
     if (a.mode == "decode") {
       EASEL_TRY(Latents l, read_latents(ctx, in));
+      EASEL_TRY_STATUS(check_memory(l.tensor.size(3) * 8, l.tensor.size(2) * 8));
       return write_decoded(vae.taesd.decode(ctx, l.tensor), l.width, l.height, out);
     }
     EASEL_TRY(Image source, read_image(in));
     source = to_rgb(source);
+    EASEL_TRY_STATUS(check_memory(source.width, source.height));
     Tensor image = image_to_tensor(pad_to_multiple_of_8(source));
     Tensor latents = vae.taesd.encode(ctx, image);
     if (a.mode == "encode") {
