@@ -32,6 +32,7 @@ struct Conv2dParams {
   int pad_h = 0, pad_w = 0;  // zero padding on both sides
   int dilation_h = 1, dilation_w = 1;
   int groups = 1;
+  bool relu = false;  // apply ReLU to the output in the same pass (an explicit fusion)
 };
 
 struct AttentionParams {

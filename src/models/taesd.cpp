@@ -162,10 +162,11 @@ void load_layers(WeightLoader& l, const std::string& part, std::vector<Layer>& l
 
 // --- forward ------------------------------------------------------------------------------------
 
-Tensor forward(Context& ctx, const Conv& c, const Tensor& x) {
+Tensor forward(Context& ctx, const Conv& c, const Tensor& x, bool relu = false) {
   Conv2dParams p;
   p.stride_h = p.stride_w = c.stride;
   p.pad_h = p.pad_w = c.kernel / 2;
+  p.relu = relu;  // fused: saves a pass over the activation
   return ops::conv2d(ctx, x, c.weight, c.bias, p);
 }
 
@@ -176,10 +177,8 @@ Tensor forward(Context& ctx, const Block& b, Tensor x) {
     ops::relu_(ctx, h);
     x = ops::add(ctx, x, forward(ctx, b.pool->project, h));
   }
-  Tensor h = forward(ctx, b.conv[0], x);
-  ops::relu_(ctx, h);
-  h = forward(ctx, b.conv[1], h);
-  ops::relu_(ctx, h);
+  Tensor h = forward(ctx, b.conv[0], x, /*relu=*/true);
+  h = forward(ctx, b.conv[1], h, /*relu=*/true);
   h = forward(ctx, b.conv[2], h);
   ops::add_(ctx, h, b.skip ? forward(ctx, *b.skip, x) : x);
   ops::relu_(ctx, h);

@@ -54,7 +54,7 @@ struct ConvShape {
   // count is part of the key (as in oneDNN's own primitive cache).
   cpu::ConvKey key(int threads) const {
     return {{N, C, H, W, O, kh, kw, groups, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
-             has_bias, threads}};
+             has_bias, p.relu, threads}};
   }
 };
 
@@ -74,6 +74,11 @@ std::shared_ptr<const cpu::ConvPlan> make_plan(const ConvShape& s, const dnnl::e
   const Dims dilation{s.p.dilation_h - 1, s.p.dilation_w - 1};
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (s.p.relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
   dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
                                        weights, bias, dst, strides, dilation, pads, pads);
   dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
