@@ -7,7 +7,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git
   # CPU compute
-  libdnnl-dev libopenblas-dev libhwy-dev
+  libdnnl-dev libhwy-dev
   # checkpoints, images, CLI
   nlohmann-json3-dev libcli11-dev libpng-dev libjpeg62-turbo-dev libwebp-dev zlib1g-dev
   # text: tokenizer regexes and Unicode normalisation
