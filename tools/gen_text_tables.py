@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Generates src/text/text_tables.cpp: the Unicode and HTML data that the CLIP text cleaner
 (ftfy.fix_text + html.unescape + str.lower, see src/text/) needs, taken from the Python that the
-reference tokenizer ran on (CPython 3.11 stdlib) and from ftfy 6.3.1 itself.
+reference tokenizer ran on (CPython 3.11 stdlib), from ftfy 6.3.1 itself, and from the `regex`
+module version that split the reference prompts (2022.10.31, Unicode 15: it classifies characters
+that PCRE2 10.42's Unicode 14 tables leave unassigned, and its IGNORECASE changes a few classes).
 
-    python3 -m venv /tmp/ftfyenv && /tmp/ftfyenv/bin/pip install ftfy==6.3.1
+    python3 -m venv /tmp/ftfyenv && /tmp/ftfyenv/bin/pip install ftfy==6.3.1 regex==2022.10.31
     /tmp/ftfyenv/bin/python tools/gen_text_tables.py > src/text/text_tables.cpp
 
 The output is data only; the algorithms live in src/text/*.cpp.
@@ -14,12 +16,14 @@ import sys
 import unicodedata
 
 import ftfy
+import regex
 import ftfy.badness
 import ftfy.chardata
 import ftfy.bad_codecs  # noqa: F401  (registers the sloppy codecs)
 
 assert ftfy.__version__ == "6.3.1", ftfy.__version__
 assert sys.version_info[:2] == (3, 11), sys.version
+assert regex.__version__ == "2.5.123", regex.__version__  # the 2022.10.31 release
 
 MAX = 0x110000
 
@@ -219,5 +223,21 @@ surrogate = lambda c: 0xD800 <= c <= 0xDFFF  # noqa: E731
 emit_ranges("kCaseIgnorable", ranges(lambda c: not surrogate(c) and ignorable(c)))
 emit_ranges("kCasedNotIgnorable", ranges(lambda c: not surrogate(c) and cased_stop(c)))
 emit_ranges("kPySpace", ranges(lambda c: chr(c).isspace()))
+
+# --- CLIP's split pattern: which characters each class of
+# <\|startoftext\|>|...|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+  (regex module, IGNORECASE) matches --------
+def regex_class(cls):
+    r = regex.compile(cls, regex.IGNORECASE)
+    return ranges(lambda c: not surrogate(c) and r.fullmatch(chr(c)) is not None)
+
+
+print("// Character classes of CLIP's pattern, as PCRE2 classes (match them case-sensitively).")
+print("extern const char* const kClipLetterClass =")
+print("    " + raw(pcre_class(regex_class(r"[\p{L}]"))) + ";")
+print("extern const char* const kClipNumberClass =")
+print("    " + raw(pcre_class(regex_class(r"[\p{N}]"))) + ";")
+print("extern const char* const kClipOtherClass =")
+print("    " + raw(pcre_class(regex_class(r"[^\s\p{L}\p{N}]"))) + ";")
+emit_ranges("kRegexSpace", regex_class(r"\s"))
 
 print("}  // namespace easel::text_tables")

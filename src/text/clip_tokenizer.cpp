@@ -9,6 +9,7 @@
 #include "text/ftfy.h"
 #include "text/html_entities.h"
 #include "text/regex.h"
+#include "text/text_tables.h"
 #include "text/unicode.h"
 
 namespace easel {
@@ -65,14 +66,13 @@ std::vector<std::string> split_ws(std::string_view line) {  // str.split() on an
 
 // ---- whitespace ---------------------------------------------------------------------------------
 
-// The `regex` module's \s on str: the Unicode White_Space property.
-constexpr const char* kRegexSpaceClass =
-    R"(\x{9}-\x{d}\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000})";
-
+// The `regex` module's \s on str (the Unicode White_Space property).
 bool regex_space(char32_t c) {
-  return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-         c == 0x3000;
+  namespace tt = text_tables;
+  const tt::CodeRange* end = tt::kRegexSpace + tt::kRegexSpace_size;
+  const tt::CodeRange* it = std::upper_bound(tt::kRegexSpace, end, c,
+                                             [](char32_t v, const tt::CodeRange& r) { return v < r.first; });
+  return it != tt::kRegexSpace && c <= (it - 1)->last;
 }
 
 // whitespace_clean: openai re.sub(r'\s+', ' ', text).strip(); open_clip " ".join(text.split()).
@@ -93,15 +93,17 @@ std::u32string whitespace_clean(std::u32string_view text, ClipFlavor flavor) {
   return text::py_strip(out);  // only ' ' can be at the ends now; both strips agree on it
 }
 
+// CLIP's pattern, compiled with IGNORECASE in the reference. The literal alternatives stay
+// caseless here; the character classes are spelled out as the `regex` module matches them under
+// IGNORECASE (text_tables), so they are matched as they are.
 const text::Regex& pattern(ClipFlavor flavor) {
+  namespace tt = text_tables;
   const auto make = [](const char* specials) {
-    return std::string(specials) + R"(|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^)" + kRegexSpaceClass +
-           R"(\p{L}\p{N}]+)";
+    return cat("(?i:", specials, R"(|'s|'t|'re|'ve|'m|'ll|'d)|)", tt::kClipLetterClass, "+|", tt::kClipNumberClass,
+               "|", tt::kClipOtherClass, "+");
   };
-  static const text::Regex openai(make(R"(<\|startoftext\|>|<\|endoftext\|>)"),
-                                  text::Regex::kUtf | text::Regex::kCaseless);
-  static const text::Regex open_clip(make(R"(<start_of_text>|<end_of_text>)"),
-                                     text::Regex::kUtf | text::Regex::kCaseless);
+  static const text::Regex openai(make(R"(<\|startoftext\|>|<\|endoftext\|>)"), text::Regex::kUtf);
+  static const text::Regex open_clip(make(R"(<start_of_text>|<end_of_text>)"), text::Regex::kUtf);
   return flavor == ClipFlavor::kOpenAI ? openai : open_clip;
 }
 

@@ -51,4 +51,12 @@ extern const size_t kCasedNotIgnorable_size;
 extern const CodeRange kPySpace[];  // str.isspace()
 extern const size_t kPySpace_size;
 
+// CLIP's split pattern (regex module 2022.10.31 with IGNORECASE): [\p{L}], [\p{N}], [^\s\p{L}\p{N}]
+// as PCRE2 classes, and \s.
+extern const char* const kClipLetterClass;
+extern const char* const kClipNumberClass;
+extern const char* const kClipOtherClass;
+extern const CodeRange kRegexSpace[];
+extern const size_t kRegexSpace_size;
+
 }  // namespace easel::text_tables
