@@ -22,6 +22,29 @@ Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, size_t byte_offset
   return Tensor(std::move(storage), byte_offset, shape, contiguous_strides(shape), dtype);
 }
 
+Tensor Tensor::from_storage_strided(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape,
+                                    const Shape& strides, DType dtype) {
+  EASEL_CHECK(storage != nullptr, "from_storage_strided: no storage");
+  EASEL_CHECK(strides.size() == shape.size(), "from_storage_strided: ", strides.size(), " strides for shape ",
+              shape.str());
+  const size_t elem = dtype_size(dtype);
+  // Bytes from the first element to the end of the last one it can reach (0 for an empty view).
+  unsigned __int128 reach = 0;
+  bool empty = false;
+  for (int i = 0; i < shape.size(); ++i) {
+    EASEL_CHECK(shape[i] >= 0 && strides[i] >= 0, "from_storage_strided: shape ", shape.str(), " strides ",
+                strides.str());
+    if (shape[i] == 0) empty = true;
+    else reach += static_cast<unsigned __int128>(shape[i] - 1) * static_cast<uint64_t>(strides[i]);
+  }
+  if (!empty) reach = (reach + 1) * elem;
+  else reach = 0;
+  EASEL_CHECK(byte_offset <= storage->size() && reach <= storage->size() - byte_offset, "tensor ",
+              dtype_name(dtype), shape.str(), " with strides ", strides.str(), " at offset ", byte_offset,
+              " reaches past the storage of ", storage->size(), " bytes");
+  return Tensor(std::move(storage), byte_offset, shape, strides, dtype);
+}
+
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
   for (int i = dim() - 1; i >= 0; --i) {

@@ -27,6 +27,10 @@ class Tensor {
   static Tensor empty(Allocator& allocator, const Shape& shape, DType dtype);
   // Contiguous tensor over existing storage starting at byte_offset; checks the bytes fit.
   static Tensor from_storage(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape, DType dtype);
+  // Strided view over existing storage (strides in elements, non-negative; e.g. a transposed
+  // weight in a torch checkpoint); checks that every element it can reach lies inside the storage.
+  static Tensor from_storage_strided(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape,
+                                     const Shape& strides, DType dtype);
   // Host tensor owning a copy of `values` (tests, small constants).
   template <class T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
