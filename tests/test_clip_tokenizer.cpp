@@ -134,6 +134,13 @@ TEST(ClipTokenizer, GoldenCases) {
   EXPECT_EQ(exact, static_cast<int>(cases.size()));
 }
 
+TEST(ClipTokenizer, InvalidUtf8IsReadAsReplacementCharacters) {
+  auto t = ClipTokenizer::load(testing::set_dir("clip_tokenizer") / "bpe_simple_vocab_16e6.txt.gz");
+  ASSERT_TRUE(t.ok()) << t.error().message();
+  EXPECT_EQ(t->pre_tokenize("a\xff\xfe b"), (std::vector<std::string>{"a", "\xef\xbf\xbd\xef\xbf\xbd", "b"}));
+  EXPECT_FALSE(t->encode("cat \xc3 \xed\xa0\x80 dog").empty());
+}
+
 TEST(ClipTokenizer, MissingMergesFileIsAnError) {
   auto t = ClipTokenizer::load("no/such/bpe_simple_vocab_16e6.txt.gz");
   ASSERT_FALSE(t.ok());

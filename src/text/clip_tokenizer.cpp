@@ -203,13 +203,15 @@ std::string ClipTokenizer::clean(std::string_view text) const {
   return text::u32_to_utf8(text::py_lower(whitespace_clean(basic, flavor_)));
 }
 
-std::vector<std::string> ClipTokenizer::pre_tokenize(std::string_view cleaned) const {
+std::vector<std::string> ClipTokenizer::pre_tokenize(std::string_view input) const {
+  // The matcher takes valid UTF-8 only: invalid bytes become U+FFFD first (clean() output is valid).
+  const std::string cleaned = text::u32_to_utf8(text::utf8_to_u32(input));
   std::vector<std::string> out;
   const text::Regex& re = pattern(flavor_);
   text::RegexMatch m;
   size_t pos = 0;
   while (pos < cleaned.size() && re.search(cleaned, pos, &m)) {
-    out.emplace_back(cleaned.substr(m.begin, m.end - m.begin));
+    out.push_back(cleaned.substr(m.begin, m.end - m.begin));
     pos = m.end;  // every alternative consumes at least one character
   }
   return out;

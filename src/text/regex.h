@@ -26,7 +26,8 @@ class Regex {
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
 
-  // First match starting at or after `from`; false when none.
+  // First match starting at or after `from`; false when none. With kUtf the subject must be valid
+  // UTF-8 (it is not checked again on every call).
   bool search(std::string_view subject, size_t from, RegexMatch* m) const;
   // A match starting exactly at `at`.
   bool match_at(std::string_view subject, size_t at, RegexMatch* m) const;
