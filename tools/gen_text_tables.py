@@ -223,6 +223,10 @@ surrogate = lambda c: 0xD800 <= c <= 0xDFFF  # noqa: E731
 emit_ranges("kCaseIgnorable", ranges(lambda c: not surrogate(c) and ignorable(c)))
 emit_ranges("kCasedNotIgnorable", ranges(lambda c: not surrogate(c) and cased_stop(c)))
 emit_ranges("kPySpace", ranges(lambda c: chr(c).isspace()))
+# NFC runs on utf8proc, whose Unicode is newer: characters this Python does not know yet must stay
+# inert starters (normalization is stable for the characters it does know).
+assert unicodedata.unidata_version == "14.0.0", unicodedata.unidata_version
+emit_ranges("kPyUnassigned", ranges(lambda c: unicodedata.category(chr(c)) == "Cn"))
 
 # --- CLIP's split pattern: which characters each class of
 # <\|startoftext\|>|...|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+  (regex module, IGNORECASE) matches --------

@@ -50,6 +50,8 @@ extern const CodeRange kCasedNotIgnorable[];
 extern const size_t kCasedNotIgnorable_size;
 extern const CodeRange kPySpace[];  // str.isspace()
 extern const size_t kPySpace_size;
+extern const CodeRange kPyUnassigned[];  // category Cn in CPython 3.11's unicodedata (Unicode 14)
+extern const size_t kPyUnassigned_size;
 
 // CLIP's split pattern (regex module 2022.10.31 with IGNORECASE): [\p{L}], [\p{N}], [^\s\p{L}\p{N}]
 // as PCRE2 classes, and \s.

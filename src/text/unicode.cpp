@@ -119,11 +119,7 @@ std::u32string py_lower(std::u32string_view s) {
   return out;
 }
 
-std::u32string nfc(std::u32string_view s) {
-  if (std::all_of(s.begin(), s.end(), [](char32_t c) { return c < 0x300; })) {
-    // Below U+0300 nothing composes or decomposes under NFC (no combining marks).
-    return std::u32string(s);
-  }
+static std::u32string utf8proc_nfc(std::u32string_view s) {
   const std::string utf8 = u32_to_utf8(s);
   utf8proc_uint8_t* out = nullptr;
   const utf8proc_ssize_t n =
@@ -132,6 +128,27 @@ std::u32string nfc(std::u32string_view s) {
   if (n < 0) return std::u32string(s);
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> hold(out, &std::free);
   return utf8_to_u32(std::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(n)));
+}
+
+// unicodedata.normalize("NFC") of CPython 3.11 (Unicode 14). utf8proc knows a newer Unicode, so
+// the characters that are unassigned for Python are kept out of it: for Python they are starters
+// that neither compose nor reorder, so the text is normalised piece by piece around them.
+std::u32string nfc(std::u32string_view s) {
+  if (std::all_of(s.begin(), s.end(), [](char32_t c) { return c < 0x300; })) {
+    // Below U+0300 nothing composes or decomposes under NFC (no combining marks).
+    return std::u32string(s);
+  }
+  std::u32string out;
+  size_t start = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (in_ranges(tt::kPyUnassigned, tt::kPyUnassigned_size, s[i])) {
+      out += utf8proc_nfc(s.substr(start, i - start));
+      out.push_back(s[i]);
+      start = i + 1;
+    }
+  }
+  out += utf8proc_nfc(s.substr(start));
+  return out;
 }
 
 }  // namespace easel::text
