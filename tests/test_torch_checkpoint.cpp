@@ -359,6 +359,16 @@ TEST(TorchCheckpoint, ArchiveVariants) {
   expect_error(deflated_storage, "compressed");
 }
 
+TEST(TorchCheckpoint, TrainingStateBesideTheWeightsIsSkipped) {
+  // {'state_dict': {'w': tensor}, 'rng': numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b') + BUILD}
+  const std::string pkl = "\x80\x02}(" + U("state_dict") + "}" + U("w") + tensor_pickle("0", 4, 0, {4}, {1}) + "s" +
+                          U("rng") + "cnumpy.core.multiarray\n_reconstruct\n" + "cnumpy\nndarray\n" + "K\x05\x85" +
+                          U("b") + "\x87R" + "(K\x01t" + "b" + "u.";
+  auto ck = open_bytes(checkpoint(pkl, {{"0", floats(4)}}));
+  ASSERT_TRUE(ck.ok()) << ck.error().message();
+  EXPECT_EQ(ck->names(), std::vector<std::string>{"w"});
+}
+
 TEST(TorchCheckpoint, LegacyFormatGivesAdvice) {
   const std::string legacy = std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15) + "rest";
   expect_error(legacy, "legacy torch format");

@@ -45,7 +45,8 @@ constexpr std::string_view kBuilders[] = {
 // Callables found beside the weights (training state, hyper-parameters) that are harmless to
 // name and are read as opaque values: nothing here is ever called.
 constexpr std::string_view kInert[] = {
-    "numpy.core.multiarray.scalar", "numpy.dtype", "_codecs.encode", "builtins.set", "builtins.frozenset",
+    "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype",
+    "_codecs.encode", "builtins.set", "builtins.frozenset", "torch.nn.modules.container.ParameterDict",
     "__builtin__.set", "argparse.Namespace", "torch.device",
     "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
     "torch.float32", "torch.float16", "torch.bfloat16", "torch.float64", "torch.int64", "torch.int32",
