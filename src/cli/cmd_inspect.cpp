@@ -5,7 +5,8 @@
 #include <map>
 
 #include "cli/commands.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
+#include "io/mapped_file.h"
 #include "models/registry.h"
 
 namespace easel::cli {
@@ -76,7 +77,7 @@ void add_inspect_command(CLI::App& app, const GlobalOptions&, int& exit_code) {
   auto* cmd = app.add_subcommand("inspect", "List a checkpoint's tensors, dtypes and size, and recognise the model");
   auto path = std::make_shared<std::string>();
   auto quiet = std::make_shared<bool>(false);
-  cmd->add_option("FILE", *path, "a .safetensors file, a *.safetensors.index.json, or a folder")->required();
+  cmd->add_option("FILE", *path, "a .safetensors, .ckpt, .pt or .pth file, a *.safetensors.index.json, or a folder")->required();
   cmd->add_flag("-q,--quiet", *quiet, "only the summary, not every tensor");
   cmd->callback([path, quiet, &exit_code] { exit_code = inspect(*path, *quiet); });
 }

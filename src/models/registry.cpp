@@ -48,7 +48,9 @@ Result<std::vector<Checkpoint>> open_checkpoints(const std::filesystem::path& pa
   for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
     const std::string name = e.path().filename().string();
     if (ends_with(name, ".safetensors.index.json")) indexes.push_back(e.path());
-    else if (ends_with(name, ".safetensors")) files.push_back(e.path());
+    else if (ends_with(name, ".safetensors") || ends_with(name, ".ckpt") || ends_with(name, ".pt") ||
+             ends_with(name, ".pth"))
+      files.push_back(e.path());
   }
   if (ec) return Error(cat(path.string(), ": cannot list the folder: ", ec.message()));
   std::sort(indexes.begin(), indexes.end());
@@ -64,7 +66,7 @@ Result<std::vector<Checkpoint>> open_checkpoints(const std::filesystem::path& pa
     EASEL_TRY(auto ck, Checkpoint::open(f));
     out.push_back(std::move(ck));
   }
-  if (out.empty()) return Error(cat(path.string(), ": the folder holds no .safetensors checkpoint"));
+  if (out.empty()) return Error(cat(path.string(), ": the folder holds no checkpoint (.safetensors, .ckpt, .pt, .pth)"));
   return out;
 }
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 
 namespace easel {
 
@@ -20,8 +20,9 @@ struct ModelKind {
 
 std::optional<ModelKind> recognize(const Checkpoint& checkpoint);
 
-// Opens what a user points at: a .safetensors file, a sharded *.safetensors.index.json, or a
-// folder (every checkpoint in it, sorted by name; shards listed by an index count once).
+// Opens what a user points at: a .safetensors or PyTorch .ckpt/.pt/.pth file, a sharded
+// *.safetensors.index.json, or a folder (every checkpoint in it, sorted by name; shards listed by
+// an index count once).
 Result<std::vector<Checkpoint>> open_checkpoints(const std::filesystem::path& path);
 
 }  // namespace easel
