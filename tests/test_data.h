@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -38,6 +39,15 @@ inline float max_abs_diff(const Tensor& a, const Tensor& b) {
     if (!(d <= m)) m = d;  // NaN propagates as the max
   }
   return m;
+}
+
+// max |a - b| / max |b|: the error relative to the reference tensor's scale (the golden sets'
+// "<= 1e-4 relative" criterion), robust to elements near zero.
+inline float max_rel_diff(const Tensor& a, const Tensor& ref) {
+  const float err = max_abs_diff(a, ref);
+  float scale = 0;
+  for (float v : ref.to_vector<float>()) scale = std::max(scale, std::fabs(v));
+  return err / std::max(scale, 1e-30f);
 }
 
 }  // namespace easel::testing

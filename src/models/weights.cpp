@@ -45,4 +45,14 @@ Status WeightLoader::finish(bool allow_unused) const {
   return Error(msg);
 }
 
+std::vector<SourceTensor> tensors_under(const std::vector<const Checkpoint*>& checkpoints, std::string_view prefix) {
+  std::vector<SourceTensor> out;
+  for (const Checkpoint* ck : checkpoints)
+    for (const std::string& name : ck->names())
+      if (std::string_view(name).substr(0, prefix.size()) == prefix)
+        out.push_back({name.substr(prefix.size()), ck->tensor(*ck->find(name)),
+                       cat(ck->path().filename().string(), ": ", name)});
+  return out;
+}
+
 }  // namespace easel

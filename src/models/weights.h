@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "io/checkpoint.h"
 
 namespace easel {
 
@@ -28,6 +29,17 @@ class WeightMap {
  private:
   std::map<std::string, Entry> entries_;
 };
+
+// A checkpoint tensor before a family's name table has renamed it. A single-file SD checkpoint
+// holds several models under prefixes ("model.diffusion_model.", "first_stage_model.", ...); a
+// pipeline hands each family the tensors under its prefix, the prefix removed.
+struct SourceTensor {
+  std::string name;    // as stored, without the component prefix
+  Tensor tensor;
+  std::string source;  // "v1-5.safetensors: model.diffusion_model.out.2.weight", for messages
+};
+// Every tensor of `checkpoints` whose name starts with `prefix` (all of them for ""), in name order.
+std::vector<SourceTensor> tensors_under(const std::vector<const Checkpoint*>& checkpoints, std::string_view prefix);
 
 // Collects every missing, mis-shaped and unexpected tensor, so that one error lists them all.
 class WeightLoader {
