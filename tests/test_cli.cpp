@@ -113,5 +113,29 @@ TEST(Cli, ClearErrorsForBadInput) {
   EXPECT_NE(help.output.find("vae"), std::string::npos);
 }
 
+TEST(Cli, PngInfoShowsAndParsesTheParameters) {
+  const fs::path png = temp_dir() / "with_parameters.png";
+  Image im{2, 2, 3, std::vector<uint8_t>(12, 128), {}};
+  const std::string parameters =
+      "a cat\nNegative prompt: dog\nSteps: 4, Sampler: Euler a, CFG scale: 7.0, Seed: 5, Size: 2x2";
+  im.text.emplace_back("parameters", parameters);
+  ASSERT_TRUE(write_image(png, im).ok());
+  RunResult raw = run_easel("pnginfo " + quoted(png));
+  EXPECT_EQ(raw.exit_code, 0);
+  EXPECT_EQ(raw.output, parameters + "\n");
+  RunResult parsed = run_easel("pnginfo --json " + quoted(png));
+  ASSERT_EQ(parsed.exit_code, 0) << parsed.output;
+  const auto j = nlohmann::json::parse(parsed.output);
+  EXPECT_EQ(j["prompt"], "a cat");
+  EXPECT_EQ(j["negative_prompt"], "dog");
+  EXPECT_EQ(j["Sampler"], "Euler a");
+
+  im.text.clear();
+  ASSERT_TRUE(write_image(png, im).ok());
+  RunResult none = run_easel("pnginfo " + quoted(png));
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.output.find("no generation parameters"), std::string::npos) << none.output;
+}
+
 }  // namespace
 }  // namespace easel

@@ -1,0 +1,38 @@
+// A1111's "infotext": the generation parameters written into every image (PNG text chunk
+// `parameters`) and read back by A1111, SD.Next, Civitai and easel itself:
+//
+//   a photo of a cat
+//   Negative prompt: blurry
+//   Steps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7.0, Seed: 1, Size: 512x512, ...
+//
+// Formatting follows A1111's create_infotext (processing.py): "key: value" joined by ", ", values
+// with ',' ':' or a newline JSON-quoted, the negative line omitted when empty. Parsing follows
+// parse_generation_parameters (infotext_utils.py): the last line is the parameter line when it holds
+// at least three "key: value" pairs.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace easel {
+
+struct Infotext {
+  std::string prompt;
+  std::string negative_prompt;
+  std::vector<std::pair<std::string, std::string>> params;  // in order, values unquoted
+
+  const std::string* find(std::string_view key) const;
+};
+
+std::string format_infotext(const Infotext& info);
+Infotext parse_infotext(std::string_view text);
+
+// A value as A1111 writes it: unchanged unless it holds ',' ':' or '\n', then JSON-quoted.
+std::string infotext_quote(std::string_view value);
+// A float as Python's str() prints it ("7.0", "0.75", "1e-05"): A1111 writes floats that way.
+std::string python_float(double value);
+
+}  // namespace easel
