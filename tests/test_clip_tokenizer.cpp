@@ -143,6 +143,15 @@ TEST(ClipTokenizer, InvalidUtf8IsReadAsReplacementCharacters) {
   EXPECT_FALSE(t->encode("cat \xc3 \xed\xa0\x80 dog").empty());
 }
 
+TEST(ClipTokenizer, BuiltInMergesMatchTheSetsFile) {
+  auto from_file = ClipTokenizer::load(testing::set_dir("clip_tokenizer") / "bpe_simple_vocab_16e6.txt.gz");
+  auto builtin = ClipTokenizer::builtin();
+  ASSERT_TRUE(from_file.ok() && builtin.ok());
+  EXPECT_EQ(builtin->vocab_size(), from_file->vocab_size());
+  const char* prompt = "a photograph of an astronaut riding a horse, (masterpiece:1.2), 8k";
+  EXPECT_EQ(builtin->tokenize77(prompt, ClipTokenizer::kEos), from_file->tokenize77(prompt, ClipTokenizer::kEos));
+}
+
 TEST(ClipTokenizer, MissingMergesFileIsAnError) {
   auto t = ClipTokenizer::load("no/such/bpe_simple_vocab_16e6.txt.gz");
   ASSERT_FALSE(t.ok());

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <climits>
 #include <memory>
+#include <span>
 
 #include "text/ftfy.h"
 #include "text/html_entities.h"
 #include "text/regex.h"
 #include "text/text_tables.h"
 #include "text/unicode.h"
+#include "assets/assets.h"
 
 namespace easel {
 
@@ -34,6 +36,25 @@ Result<std::string> read_gzip(const std::filesystem::path& path) {
     if (n == 0) break;
     data.append(buf, static_cast<size_t>(n));
   }
+  return data;
+}
+
+Result<std::string> gunzip(std::span<const uint8_t> gz, std::string_view source) {
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return Error(cat(source, ": zlib init failed"));
+  std::string data;
+  z.next_in = const_cast<Bytef*>(gz.data());
+  z.avail_in = static_cast<uInt>(gz.size());
+  char buf[1 << 16];
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = inflate(&z, Z_NO_FLUSH);
+    data.append(buf, sizeof(buf) - z.avail_out);
+  }
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) return Error(cat(source, ": not a complete gzip stream"));
   return data;
 }
 
@@ -146,16 +167,25 @@ std::string decode_utf8_replace(std::string_view s) {
 
 Result<ClipTokenizer> ClipTokenizer::load(const std::filesystem::path& merges_gz, ClipFlavor flavor) {
   EASEL_TRY(const std::string data, read_gzip(merges_gz));
+  return from_merges(data, merges_gz.string(), flavor);
+}
+
+Result<ClipTokenizer> ClipTokenizer::builtin(ClipFlavor flavor) {
+  EASEL_TRY(const std::string data, gunzip(assets::clip_merges_gz(), "built-in CLIP merges"));
+  return from_merges(data, "built-in CLIP merges", flavor);
+}
+
+Result<ClipTokenizer> ClipTokenizer::from_merges(std::string_view data, std::string_view source, ClipFlavor flavor) {
   std::vector<std::string_view> lines;
   for (size_t pos = 0;;) {
     const size_t nl = data.find('\n', pos);
-    lines.push_back(std::string_view(data).substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+    lines.push_back(data.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
     if (nl == std::string::npos) break;
     pos = nl + 1;
   }
   constexpr size_t kMerges = 49152 - 256 - 2;  // merges[1 : 49152-256-2+1]
   if (lines.size() < kMerges + 1)
-    return Error(cat(merges_gz.string(), ": has ", lines.size(), " lines, a CLIP merges file has at least ",
+    return Error(cat(source, ": has ", lines.size(), " lines, a CLIP merges file has at least ",
                      kMerges + 1));
 
   ClipTokenizer t;
@@ -172,7 +202,7 @@ Result<ClipTokenizer> ClipTokenizer::load(const std::filesystem::path& merges_gz
   for (size_t i = 0; i < kMerges; ++i) {
     const std::vector<std::string> parts = split_ws(lines[i + 1]);
     if (parts.size() != 2)
-      return Error(cat(merges_gz.string(), ": line ", i + 2, " is not a merge of two symbols"));
+      return Error(cat(source, ": line ", i + 2, " is not a merge of two symbols"));
     t.bpe_ranks_.emplace(parts[0] + " " + parts[1], static_cast<int>(i));
     vocab.push_back(parts[0] + parts[1]);
   }

@@ -26,6 +26,8 @@ enum class ClipFlavor { kOpenAI, kOpenClip };
 class ClipTokenizer {
  public:
   static Result<ClipTokenizer> load(const std::filesystem::path& merges_gz, ClipFlavor flavor = ClipFlavor::kOpenAI);
+  // The merges file built into easel (assets/clip): checkpoints do not carry their tokenizer.
+  static Result<ClipTokenizer> builtin(ClipFlavor flavor = ClipFlavor::kOpenAI);
 
   // Ids without BOS/EOS and without truncation (SimpleTokenizer.encode).
   std::vector<int> encode(std::string_view text) const;
@@ -46,6 +48,8 @@ class ClipTokenizer {
   static constexpr int kBos = 49406, kEos = 49407, kContext = 77;
 
  private:
+  static Result<ClipTokenizer> from_merges(std::string_view merges, std::string_view source, ClipFlavor flavor);
+
   ClipFlavor flavor_ = ClipFlavor::kOpenAI;
   std::string byte_encoder_[256];                    // byte -> its character (UTF-8)
   std::unordered_map<std::string, int> encoder_;     // symbol -> id
