@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/sd_checkpoint.h"
 #include "models/taesd.h"
 
 namespace easel {
@@ -18,9 +19,19 @@ std::optional<ModelKind> recognize_taesd(const Checkpoint& ck) {
                    cat("tiny autoencoder ", what, ", ", parts->config.latent_channels, " latent channels")};
 }
 
+std::optional<ModelKind> recognize_sd(const Checkpoint& ck) {
+  auto info = sd_recognize(ck);
+  if (!info) return std::nullopt;
+  std::string detail = info->version == SdVersion::Sd1 ? "Stable Diffusion 1.x" : "Stable Diffusion 2.x";
+  if (info->inpainting) detail += " inpainting (9-channel UNet)";
+  detail += info->prediction == Prediction::V ? ", v-prediction" : ", eps-prediction";
+  return ModelKind{"stable-diffusion", info->variant, detail};
+}
+
 using Recognizer = std::optional<ModelKind> (*)(const Checkpoint&);
 constexpr Recognizer kRecognizers[] = {
     recognize_taesd,
+    recognize_sd,
 };
 
 bool ends_with(const std::string& s, std::string_view suffix) {
