@@ -72,3 +72,35 @@ TEST(Infotext, ParsesA1111Quirks) {
 
 }  // namespace
 }  // namespace easel
+
+namespace easel {
+namespace {
+
+TEST(Infotext, MakeFollowsA1111KeyOrder) {
+  GenerationParams p;
+  p.prompt = "a red fox";
+  p.negative_prompt = "blurry, low quality";
+  p.steps = 4;
+  p.cfg_scale = 7;
+  p.width = 512;
+  p.height = 768;
+  p.clip_skip = 2;
+  ImageProvenance im;
+  im.seed = 42;
+  im.sampler = "DPM++ 2M";
+  im.schedule = "Karras";
+  im.model_hash = "6ce0161689";
+  im.model_name = "v1-5-pruned-emaonly";
+  EXPECT_EQ(format_infotext(make_infotext(p, im)),
+            "a red fox\nNegative prompt: blurry, low quality\n"
+            "Steps: 4, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.0, Seed: 42, Size: 512x768, "
+            "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Clip skip: 2, Version: easel 0.1.0");
+  p.init_image = "in.png";
+  p.denoising_strength = 0.6;
+  const Infotext i2i = make_infotext(p, im);
+  ASSERT_TRUE(i2i.find("Denoising strength"));
+  EXPECT_EQ(*i2i.find("Denoising strength"), "0.6");
+}
+
+}  // namespace
+}  // namespace easel

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/sha256.h"
 #include "text/regex.h"
 
 namespace easel {
@@ -98,6 +99,46 @@ std::string python_float(double value) {
     else out = digits.substr(0, int_len) + "." + digits.substr(int_len);
   }
   return sign + out;
+}
+
+Result<std::string> a1111_model_hash(const std::filesystem::path& file) {
+  EASEL_TRY(std::string full, sha256_file_hex(file));
+  return full.substr(0, 10);
+}
+
+Infotext make_infotext(const GenerationParams& p, const ImageProvenance& im) {
+  Infotext info{p.prompt, p.negative_prompt, {}};
+  auto add = [&](const char* key, std::string value) { info.params.emplace_back(key, std::move(value)); };
+  add("Steps", std::to_string(p.steps));
+  add("Sampler", im.sampler);
+  add("Schedule type", im.schedule);
+  add("CFG scale", python_float(p.cfg_scale));
+  add("Seed", std::to_string(im.seed));
+  add("Size", cat(p.width, "x", p.height));
+  if (!im.model_hash.empty()) add("Model hash", im.model_hash);
+  if (!im.model_name.empty()) add("Model", im.model_name);
+  if (!im.vae_hash.empty()) add("VAE hash", im.vae_hash);
+  if (!im.vae_name.empty()) add("VAE", im.vae_name);
+  if (p.subseed_strength != 0) {
+    add("Variation seed", std::to_string(im.subseed));
+    add("Variation seed strength", python_float(p.subseed_strength));
+  }
+  if (p.seed_resize_from_w > 0 && p.seed_resize_from_h > 0)
+    add("Seed resize from", cat(p.seed_resize_from_w, "x", p.seed_resize_from_h));
+  if (p.is_img2img()) add("Denoising strength", python_float(p.denoising_strength));
+  if (im.inpainting_model && p.is_img2img()) add("Conditional mask weight", "1.0");
+  if (p.clip_skip > 1) add("Clip skip", std::to_string(p.clip_skip));
+  if (p.eta_noise_seed_delta != 0) add("ENSD", std::to_string(p.eta_noise_seed_delta));
+  if (!p.mask.empty()) {
+    add("Mask blur", std::to_string(p.mask_blur));
+    if (p.inpaint_full_res) {
+      add("Inpaint area", "Only masked");
+      add("Masked area padding", std::to_string(p.inpaint_full_res_padding));
+    }
+  }
+  if (p.guidance_rescale != 0) add("CFG Rescale phi", python_float(p.guidance_rescale));
+  add("Version", im.version);
+  return info;
 }
 
 std::string format_infotext(const Infotext& info) {

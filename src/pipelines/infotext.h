@@ -11,11 +11,15 @@
 // at least three "key: value" pairs.
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "core/error.h"
+#include "pipelines/generation_params.h"
 
 namespace easel {
 
@@ -29,6 +33,24 @@ struct Infotext {
 
 std::string format_infotext(const Infotext& info);
 Infotext parse_infotext(std::string_view text);
+
+// What the infotext says about one image of a generation, besides the request.
+struct ImageProvenance {
+  int64_t seed = 0, subseed = 0;       // this image's
+  std::string sampler, schedule;       // resolved names: "DPM++ 2M", "Karras"
+  std::string model_hash, model_name;  // A1111 short hash (10 hex digits), file stem
+  std::string vae_hash, vae_name;      // empty when the checkpoint's own VAE is used
+  bool inpainting_model = false;       // adds "Conditional mask weight"
+  std::string version = "easel 0.1.0";
+};
+
+// The infotext A1111's create_infotext writes for this request and image (keys in its order,
+// None-valued keys left out).
+Infotext make_infotext(const GenerationParams& p, const ImageProvenance& image);
+
+// A1111's "Model hash" of a checkpoint file: the first 10 hex digits of its SHA-256
+// (modules/hashes.py sha256 -> shorthash), as Civitai and SD.Next also show it.
+Result<std::string> a1111_model_hash(const std::filesystem::path& file);
 
 // A value as A1111 writes it: unchanged unless it holds ',' ':' or '\n', then JSON-quoted.
 std::string infotext_quote(std::string_view value);
