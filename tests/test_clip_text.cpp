@@ -13,6 +13,7 @@
 #include "backends/runtime.h"
 #include "io/safetensors.h"
 #include "models/clip_text.h"
+#include "models/registry.h"
 #include "test_data.h"
 
 namespace easel {
@@ -281,6 +282,19 @@ TEST(ClipText, RejectsBadTokenIdsAndClipSkip) {
   const Tensor a = model.encode(ctx, Tensor::from_vector(std::vector<int32_t>{int32_t(V - 2), 5, int32_t(V - 1)}, {1, 3}));
   const Tensor b = model.encode(ctx, Tensor::from_vector(std::vector<int64_t>{V - 2, 5, V - 1}, {1, 3}));
   EXPECT_EQ(testing::max_abs_diff(a, b), 0.0f);
+}
+
+TEST(ClipText, RegistryRecognisesTextEncoderFiles) {
+  ClipSet s = load_set();
+  for (const std::string& flavour : flavours(s))
+    for (const auto& [naming, file] : s.config.at(flavour).at("weights").items()) {
+      auto ck = Checkpoint::open(s.dir / file.get<std::string>()).value();
+      auto kind = recognize(ck);
+      ASSERT_TRUE(kind) << file;
+      EXPECT_EQ(kind->family, "clip_text");
+      std::cout << file.get<std::string>() << ": " << kind->variant << ", " << kind->detail << "\n";
+    }
+  EXPECT_FALSE(recognize(s.cases));
 }
 
 }  // namespace

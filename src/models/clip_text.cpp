@@ -242,6 +242,24 @@ Result<ClipTextModel> ClipTextModel::load(const std::vector<SourceTensor>& tenso
   return m;
 }
 
+std::optional<ClipTextConfig> clip_text_recognize(const Checkpoint& ck) {
+  auto mapped = map_names(tensors_under({&ck}, ""));
+  if (!mapped) return std::nullopt;
+  ClipTextOptions o;
+  o.heads = 1;  // shapes cannot tell; any count is fine for recognising
+  auto config = detect_config(*mapped, o);
+  if (!config) return std::nullopt;
+  config->heads = int(config->width / 64);
+  return *config;
+}
+
+std::string clip_text_variant(const ClipTextConfig& c) {
+  if (c.width == 768) return "openai-clip-vit-l";
+  if (c.width == 1024) return "openclip-vit-h";
+  if (c.width == 1280) return "openclip-vit-bigg";
+  return "clip-text";
+}
+
 Result<ClipTextModel> ClipTextModel::load(const std::vector<const Checkpoint*>& checkpoints,
                                           const ClipTextOptions& options) {
   return load(tensors_under(checkpoints, ""), options);

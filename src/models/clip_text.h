@@ -119,4 +119,10 @@ class ClipTextModel {
   Tensor text_projection_;  // [projection_dim, W], possibly a transposed view (open_clip)
 };
 
+// For the registry: the config when `ck` holds exactly one CLIP text encoder (a diffusers
+// text_encoder file), nullopt otherwise.
+std::optional<ClipTextConfig> clip_text_recognize(const Checkpoint& ck);
+// "openai-clip-vit-l", "openclip-vit-h", "openclip-vit-bigg" or "clip-text" (other sizes), by width.
+std::string clip_text_variant(const ClipTextConfig& c);
+
 }  // namespace easel

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/clip_text.h"
 #include "models/taesd.h"
 
 namespace easel {
@@ -18,9 +19,19 @@ std::optional<ModelKind> recognize_taesd(const Checkpoint& ck) {
                    cat("tiny autoencoder ", what, ", ", parts->config.latent_channels, " latent channels")};
 }
 
+std::optional<ModelKind> recognize_clip_text(const Checkpoint& ck) {
+  auto c = clip_text_recognize(ck);
+  if (!c) return std::nullopt;
+  return ModelKind{"clip_text", clip_text_variant(*c),
+                   cat("CLIP text encoder (", c->naming == ClipNaming::OpenClip ? "open_clip" : "transformers",
+                       " naming), width ", c->width, ", ", c->layers, " layers, vocabulary ", c->vocab_size,
+                       c->projection_dim ? cat(", projection ", c->projection_dim) : std::string())};
+}
+
 using Recognizer = std::optional<ModelKind> (*)(const Checkpoint&);
 constexpr Recognizer kRecognizers[] = {
     recognize_taesd,
+    recognize_clip_text,
 };
 
 bool ends_with(const std::string& s, std::string_view suffix) {
