@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/sd_checkpoint.h"
+#include "models/clip_text.h"
 #include "models/taesd.h"
 
 namespace easel {
@@ -28,10 +29,20 @@ std::optional<ModelKind> recognize_sd(const Checkpoint& ck) {
   return ModelKind{"stable-diffusion", info->variant, detail};
 }
 
+std::optional<ModelKind> recognize_clip_text(const Checkpoint& ck) {
+  auto c = clip_text_recognize(ck);
+  if (!c) return std::nullopt;
+  return ModelKind{"clip_text", clip_text_variant(*c),
+                   cat("CLIP text encoder (", c->naming == ClipNaming::OpenClip ? "open_clip" : "transformers",
+                       " naming), width ", c->width, ", ", c->layers, " layers, vocabulary ", c->vocab_size,
+                       c->projection_dim ? cat(", projection ", c->projection_dim) : std::string())};
+}
+
 using Recognizer = std::optional<ModelKind> (*)(const Checkpoint&);
 constexpr Recognizer kRecognizers[] = {
     recognize_taesd,
     recognize_sd,
+    recognize_clip_text,
 };
 
 bool ends_with(const std::string& s, std::string_view suffix) {
