@@ -12,6 +12,7 @@
 
 #include "backends/runtime.h"
 #include "io/safetensors.h"
+#include "models/registry.h"
 #include "models/vae_kl.h"
 #include "ops/ops.h"
 #include "test_data.h"
@@ -101,6 +102,17 @@ TEST(VaeKl, ConfigFromShapes) {
     EXPECT_TRUE(vae->config().quant_conv);
     EXPECT_TRUE(vae->has_encoder() && vae->has_decoder());
   }
+}
+
+TEST(VaeKl, RegistryRecognisesAVaeFileButNotAWholeCheckpoint) {
+  VaeSet s = load_set("vae_kl_tiny");
+  auto kind = recognize(*s.diffusers);
+  ASSERT_TRUE(kind);
+  EXPECT_EQ(kind->family, "vae_kl");
+  EXPECT_NE(kind->detail.find("encoder + decoder"), std::string::npos) << kind->detail;
+  // The original-naming file holds its VAE under a component prefix, as a whole SD checkpoint does.
+  EXPECT_FALSE(recognize(*s.original) && recognize(*s.original)->family == "vae_kl");
+  EXPECT_FALSE(recognize(*s.cases));
 }
 
 TEST(VaeKl, MatchesDiffusersBlockByBlockInDiffusersNaming) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/taesd.h"
+#include "models/vae_kl.h"
 
 namespace easel {
 namespace {
@@ -18,9 +19,22 @@ std::optional<ModelKind> recognize_taesd(const Checkpoint& ck) {
                    cat("tiny autoencoder ", what, ", ", parts->config.latent_channels, " latent channels")};
 }
 
+std::optional<ModelKind> recognize_vae_kl(const Checkpoint& ck) {
+  bool encoder = false, decoder = false;
+  auto config = vae_kl_recognize(ck, &encoder, &decoder);
+  if (!config) return std::nullopt;
+  std::string levels;
+  for (int ch : config->channels) levels += cat(levels.empty() ? "" : ", ", ch);
+  std::string what = encoder && decoder ? "encoder + decoder" : encoder ? "encoder" : "decoder";
+  // SD 1.x/2.x and SDXL VAEs share one architecture (only the weights and scaling_factor differ).
+  return ModelKind{"vae_kl", config->latent_channels == 4 ? "sd/sdxl" : cat(config->latent_channels, "ch"),
+                   cat("AutoencoderKL ", what, ", ", config->latent_channels, " latent channels, levels ", levels)};
+}
+
 using Recognizer = std::optional<ModelKind> (*)(const Checkpoint&);
 constexpr Recognizer kRecognizers[] = {
     recognize_taesd,
+    recognize_vae_kl,
 };
 
 bool ends_with(const std::string& s, std::string_view suffix) {

@@ -450,6 +450,18 @@ Tensor VaeKl::sample(Context& ctx, const Tensor& moments, const Tensor& noise) {
   return ops::add(ctx, mean, ops::mul(ctx, std, noise));
 }
 
+std::optional<VaeKlConfig> vae_kl_recognize(const Checkpoint& ck, bool* encoder, bool* decoder) {
+  // The group count is no part of the tensors: 1 divides any width, so recognition does not depend
+  // on it; what load() uses is the default, 32.
+  auto vae = VaeKl::load(tensors_under({&ck}, ""), VaeKlOptions{1});
+  if (!vae) return std::nullopt;
+  if (encoder) *encoder = vae->has_encoder();
+  if (decoder) *decoder = vae->has_decoder();
+  VaeKlConfig config = vae->config();
+  config.norm_groups = VaeKlOptions{}.norm_groups;
+  return config;
+}
+
 int64_t VaeKl::decode_macs(int64_t h, int64_t w) const {
   if (!decoder_) return 0;
   auto conv_macs = [&](const Conv& c) {

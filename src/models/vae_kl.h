@@ -140,4 +140,8 @@ class VaeKl {
   vae_kl::Conv quant_conv_, post_quant_conv_;  // 1x1; undefined when the VAE has none
 };
 
+// What a checkpoint holds, for the registry: nullopt when it is not (only) an AutoencoderKL
+// (a whole SD checkpoint is not: its VAE is under "first_stage_model.").
+std::optional<VaeKlConfig> vae_kl_recognize(const Checkpoint& ck, bool* encoder = nullptr, bool* decoder = nullptr);
+
 }  // namespace easel
