@@ -89,6 +89,9 @@ void BM_VaeKlDecode512(benchmark::State& state) {
   state.counters["TMAC"] = double(vae->decode_macs(64, 64)) * 1e-12;
   run_timed(state, 2.0 * double(vae->decode_macs(64, 64)),
             [&] { benchmark::DoNotOptimize(vae->decode(ctx, latents).raw()); });
+  // High-water mark of the activations held at once (the allocator's; attention and GEMM
+  // scratch come on top).
+  state.counters["act_peak_MB"] = double(runtime().allocator().stats().peak_in_use) * 1e-6;
 }
 BENCHMARK(BM_VaeKlDecode512)->Unit(benchmark::kSecond)->UseManualTime()->Iterations(1);
 
