@@ -116,13 +116,10 @@ Result<WeightMap> map_names(const std::vector<SourceTensor>& tensors) {
     const std::string ours = vae_kl_our_name(t.name, up_levels);
     Tensor tensor = t.tensor;
     // Attention projections stored as 1x1 convs ([C, C, 1, 1]; [C, C, 1] for an old proj_attn):
-    // the same bytes seen as [C, C], no copy.
+    // the same bytes seen as [C, C] (dropping size-1 dimensions is a view for any strides).
     if (ours.find(".attentions.0.to_") != std::string::npos && ours.size() > 7 &&
-        ours.compare(ours.size() - 7, 7, ".weight") == 0 && tensor.dim() > 2 && tensor.is_contiguous()) {
-      bool ones = true;
-      for (int d = 2; d < tensor.dim(); ++d) ones = ones && tensor.size(d) == 1;
-      if (ones) tensor = tensor.view({tensor.size(0), tensor.size(1)});
-    }
+        ours.compare(ours.size() - 7, 7, ".weight") == 0)
+      while (tensor.dim() > 2 && tensor.size(tensor.dim() - 1) == 1) tensor = tensor.select(tensor.dim() - 1, 0);
     EASEL_TRY_STATUS(weights.add(ours, std::move(tensor), t.source));
   }
   return weights;
