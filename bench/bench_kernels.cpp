@@ -128,6 +128,7 @@ BENCHMARK(BM_Attention)
     ->Args({8, 4096, 4096, 40})
     ->Args({5, 4096, 4096, 64})
     ->Args({8, 4096, 77, 40})
+    ->Args({1, 4096, 4096, 512})  // the SD VAE mid-block attention at 512x512: one head of 512
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -584,6 +584,14 @@ TEST_F(LinalgTest, AttentionLongSequence) {
   run_attention_case(ctx, {1, 1, 4096, 4096, 40, 40}, Layout::Permuted, {}, false, 0.0f, 6000);
 }
 
+TEST_F(LinalgTest, AttentionWideHead) {
+  // The SD VAE mid block: one head of all 512 channels (4096 positions at 512x512; fewer here to
+  // keep the reference quick), over several key tiles with a ragged last one; and a head of 520,
+  // not a whole number of vectors.
+  run_attention_case(ctx, {2, 1, 300, 300, 512, 512}, Layout::Permuted, {}, false, 0.0f, 6100);
+  run_attention_case(ctx, {1, 1, 61, 150, 520, 520}, Layout::Contiguous, {}, false, 0.0f, 6200);
+}
+
 TEST_F(LinalgTest, AttentionRejectsBadArguments) {
   const Tensor q = Tensor::from_vector(random_values(2 * 3 * 4 * 8, 1), {2, 3, 4, 8});
   const Tensor k = Tensor::from_vector(random_values(2 * 3 * 5 * 8, 2), {2, 3, 5, 8});

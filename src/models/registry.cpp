@@ -8,6 +8,7 @@
 #include "models/sd_checkpoint.h"
 #include "models/clip_text.h"
 #include "models/taesd.h"
+#include "models/vae_kl.h"
 
 namespace easel {
 namespace {
@@ -38,11 +39,24 @@ std::optional<ModelKind> recognize_clip_text(const Checkpoint& ck) {
                        c->projection_dim ? cat(", projection ", c->projection_dim) : std::string())};
 }
 
+std::optional<ModelKind> recognize_vae_kl(const Checkpoint& ck) {
+  bool encoder = false, decoder = false;
+  auto config = vae_kl_recognize(ck, &encoder, &decoder);
+  if (!config) return std::nullopt;
+  std::string levels;
+  for (int ch : config->channels) levels += cat(levels.empty() ? "" : ", ", ch);
+  std::string what = encoder && decoder ? "encoder + decoder" : encoder ? "encoder" : "decoder";
+  // SD 1.x/2.x and SDXL VAEs share one architecture (only the weights and scaling_factor differ).
+  return ModelKind{"vae_kl", config->latent_channels == 4 ? "sd/sdxl" : cat(config->latent_channels, "ch"),
+                   cat("AutoencoderKL ", what, ", ", config->latent_channels, " latent channels, levels ", levels)};
+}
+
 using Recognizer = std::optional<ModelKind> (*)(const Checkpoint&);
 constexpr Recognizer kRecognizers[] = {
     recognize_taesd,
     recognize_sd,
     recognize_clip_text,
+    recognize_vae_kl,
 };
 
 bool ends_with(const std::string& s, std::string_view suffix) {
