@@ -1,0 +1,49 @@
+// Model wrappers: k-diffusion external.py (CompVisDenoiser, CompVisVDenoiser), A1111
+// sd_samplers_timesteps.py (CompVisTimesteps[V]Denoiser) and sd_samplers_lcm.py (LCMCompVisDenoiser).
+#include "sampling/denoiser.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace easel::sampling {
+
+namespace {
+// a * x + b * y
+Tensor axpby(Context& ctx, float a, const Tensor& x, float b, const Tensor& y) {
+  return ops::add(ctx, ops::affine(ctx, x, a, 0.0f), ops::affine(ctx, y, b, 0.0f));
+}
+}  // namespace
+
+Tensor CompVisDenoiser::denoise(Context& ctx, const Tensor& x, float sigma) const {
+  const float s2 = sigma * sigma + 1.0f;  // sigma_data = 1
+  const float c_in = 1.0f / std::sqrt(s2);
+  const Tensor out = model_(ctx, ops::affine(ctx, x, c_in, 0.0f), schedule_.sigma_to_t(sigma));
+  if (prediction_ == Prediction::Eps) return axpby(ctx, 1.0f, x, -sigma, out);  // x + eps * c_out, c_out = -sigma
+  const float c_skip = 1.0f / s2, c_out = -sigma / std::sqrt(s2);
+  return axpby(ctx, c_out, out, c_skip, x);
+}
+
+Tensor CompVisDenoiser::eps(Context& ctx, const Tensor& x_t, float t) const {
+  Tensor out = model_(ctx, x_t, t);
+  if (prediction_ == Prediction::Eps) return out;
+  // predict_eps_from_z_and_v with ldm's float32 sqrt buffers, indexed by t.to(int)
+  const int ti = static_cast<int>(t);
+  const double a = schedule_.alphas_cumprod64().at(ti);
+  return axpby(ctx, static_cast<float>(std::sqrt(a)), out, static_cast<float>(std::sqrt(1.0 - a)), x_t);
+}
+
+Tensor LcmDenoiser::denoise(Context& ctx, const Tensor& x, float sigma) const {
+  const float c_in = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+  const float t = lcm_.sigma_to_t(sigma);
+  const Tensor e = model_(ctx, ops::affine(ctx, x, c_in, 0.0f), t);
+  const Tensor output = axpby(ctx, 1.0f, x, -sigma, e);
+  const float sigma_data = 0.5f, st = t * 10.0f;
+  const float c_skip = sigma_data * sigma_data / (st * st + sigma_data * sigma_data);
+  const float c_out = st / std::sqrt(st * st + sigma_data * sigma_data);
+  return axpby(ctx, c_out, output, c_skip, x);
+}
+
+Tensor LcmDenoiser::eps(Context& ctx, const Tensor& x_t, float t) const { return model_(ctx, x_t, t); }
+
+}  // namespace easel::sampling

@@ -1,0 +1,41 @@
+// Internal to src/sampling: the pieces the sampler files share.
+#pragma once
+
+#include <functional>
+#include <span>
+
+#include "ops/ops.h"
+#include "sampling/samplers.h"
+
+namespace easel::sampling::detail {
+
+// Thrown by Steps::done when the context is cancelled; sample() turns it into an Error.
+struct Cancelled {};
+
+// Per-step bookkeeping: progress, the caller's callback, cancellation.
+struct Steps {
+  Context& ctx;
+  int total;
+  const StepCallback& on_step;
+  void done(int i, const Tensor& x, const Tensor& denoised) const {
+    if (on_step) on_step(StepInfo{i, total, x, denoised});
+    ctx.progress("sample", i + 1, total);
+    if (ctx.cancelled()) throw Cancelled{};
+  }
+};
+
+// a * x + b * y
+inline Tensor axpby(Context& ctx, double a, const Tensor& x, double b, const Tensor& y) {
+  return ops::add(ctx, ops::affine(ctx, x, static_cast<float>(a), 0.0f), ops::affine(ctx, y, static_cast<float>(b), 0.0f));
+}
+// x + a * y
+inline Tensor xpay(Context& ctx, const Tensor& x, double a, const Tensor& y) {
+  return ops::add(ctx, x, ops::affine(ctx, y, static_cast<float>(a), 0.0f));
+}
+
+Tensor sample_ddim(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, NoiseSource& noise, float eta,
+                   const Steps& steps);
+Tensor sample_plms(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, const Steps& steps);
+Tensor sample_unipc(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, const Steps& steps);
+
+}  // namespace easel::sampling::detail
