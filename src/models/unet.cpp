@@ -4,6 +4,7 @@
 #include "models/unet.h"
 
 #include <cmath>
+#include <functional>
 
 #include "ops/ops.h"
 
@@ -18,8 +19,17 @@ constexpr float kLayerNormEps = 1e-5f;    // BasicTransformerBlock's LayerNorms
 
 // --- loading ----------------------------------------------------------------------------------------
 
+}  // namespace
+
+namespace unet {
+
+// Fills the typed blocks through `take`: WeightLoader::take when loading, a recorder for
+// Unet::weight_shapes.
 struct Loader {
-  WeightLoader& l;
+  struct Take {
+    std::function<Tensor(const std::string&, const Shape&)> fn;
+    Tensor take(const std::string& name, const Shape& shape) const { return fn(name, shape); }
+  } l;
   const UnetConfig& c;
   const UnetOptions& o;
 
@@ -82,6 +92,10 @@ struct Loader {
     return t;
   }
 };
+
+}  // namespace unet
+
+namespace {
 
 Status check_heads(const UnetConfig& c, const UnetOptions& o) {
   if ((o.num_heads > 0) == (o.head_dim > 0))
@@ -181,21 +195,13 @@ Tensor upsample(Context& ctx, const Conv& c, const Tensor& x, int64_t h, int64_t
 
 // --- loading --------------------------------------------------------------------------------------------
 
-Result<Unet> Unet::load(const std::vector<SourceTensor>& tensors, const UnetOptions& options) {
-  EASEL_TRY(WeightMap weights, unet::map_names(tensors));
-  EASEL_TRY(UnetConfig c, unet::detect_config(weights));
-  EASEL_TRY_STATUS(check_heads(c, options));
-  Unet u;
-  u.config_ = c;
-  u.options_ = options;
-  WeightLoader wl(weights, "Stable Diffusion UNet");
-  Loader l{wl, u.config_, u.options_};
+void Unet::build(Loader& l) {
+  Unet& u = *this;
+  const UnetConfig& c = config_;
   const int c0 = c.block_channels[0], levels = c.levels();
   u.conv_in_ = l.conv("conv_in", c.in_channels, c0, 3);
   u.time_linear_1_ = l.linear("time_embedding.linear_1", c0, c.time_embed_dim);
   u.time_linear_2_ = l.linear("time_embedding.linear_2", c.time_embed_dim, c.time_embed_dim);
-  if (c.adm_in_channels)
-    return Error("this UNet has added conditioning (label_emb / add_embedding: SDXL), which is not supported yet");
 
   std::vector<int> skip_channels{c0};  // channels of each skip, in push order
   int ch = c0;
@@ -237,8 +243,36 @@ Result<Unet> Unet::load(const std::vector<SourceTensor>& tensors, const UnetOpti
   }
   u.conv_norm_out_ = l.norm("conv_norm_out", ch);
   u.conv_out_ = l.conv("conv_out", ch, c.out_channels, 3);
+}
+
+Result<Unet> Unet::load(const std::vector<SourceTensor>& tensors, const UnetOptions& options) {
+  EASEL_TRY(WeightMap weights, unet::map_names(tensors));
+  EASEL_TRY(UnetConfig c, unet::detect_config(weights));
+  EASEL_TRY_STATUS(check_heads(c, options));
+  if (c.adm_in_channels)
+    return Error("this UNet has added conditioning (label_emb / add_embedding: SDXL), which is not supported yet");
+  Unet u;
+  u.config_ = c;
+  u.options_ = options;
+  WeightLoader wl(weights, "Stable Diffusion UNet");
+  Loader l{{[&](const std::string& name, const Shape& shape) { return wl.take(name, shape); }}, u.config_, u.options_};
+  u.build(l);
   EASEL_TRY_STATUS(wl.finish());
   return u;
+}
+
+std::vector<std::pair<std::string, Shape>> Unet::weight_shapes(const UnetConfig& config, const UnetOptions& options) {
+  std::vector<std::pair<std::string, Shape>> shapes;
+  Unet u;
+  u.config_ = config;
+  u.options_ = options;
+  Loader l{{[&](const std::string& name, const Shape& shape) {
+             shapes.emplace_back(name, shape);
+             return Tensor();
+           }},
+           u.config_, u.options_};
+  u.build(l);
+  return shapes;
 }
 
 // --- forward --------------------------------------------------------------------------------------------

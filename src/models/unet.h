@@ -110,6 +110,8 @@ struct UpBlock {  // UpBlock2D / CrossAttnUpBlock2D
   std::optional<Conv> upsampler;  // nearest x2 then 3x3, all up blocks but the last
 };
 
+struct Loader;  // unet.cpp
+
 // A checkpoint's UNet tensors (prefix already removed) renamed to ours: the original single-file
 // naming (input_blocks / middle_block / output_blocks, ldm and sgm) goes through the name table,
 // diffusers naming is ours already. Fails on a name neither naming knows.
@@ -135,10 +137,16 @@ class Unet {
   Tensor forward(Context& ctx, const Tensor& x, const Tensor& timesteps, const Tensor& context) const;
   // The sinusoidal embedding of diffusers' Timesteps(flip_sin_to_cos=True, freq_shift=0): [N, C0].
   Tensor timestep_embedding(Context& ctx, const Tensor& timesteps) const;
+  // Every weight (our naming) and its shape for a config: the loader's own list.
+  static std::vector<std::pair<std::string, Shape>> weight_shapes(const UnetConfig& config,
+                                                                  const UnetOptions& options);
   // Multiply-adds of one forward() (convolutions, linears, attention), for roofline figures.
   int64_t macs(int64_t batch, int64_t h, int64_t w, int64_t context_tokens) const;
 
  private:
+  friend struct unet::Loader;
+  void build(unet::Loader& loader);
+
   UnetConfig config_;
   UnetOptions options_;
   unet::Conv conv_in_;
