@@ -4,7 +4,7 @@
 #include "backends/runtime.h"
 #include "sampling/image_rng.h"
 
-namespace easel {
+namespace easel::sampling {
 namespace {
 
 std::vector<float> draw(uint64_t seed, size_t n, int skip = 0) {
@@ -21,8 +21,8 @@ std::vector<float> image(const Tensor& batch, int64_t i) {
 TEST(ImageRng, EachImageHasItsOwnGenerator) {
   auto rt = Runtime::create({"cpu", 1}).value();
   Context& ctx = rt->context();
-  ImageRng rng(Shape{4, 3, 5}, SeedParams{{7, 8}, {}, 0, 0, 0, 0});
-  const Tensor first = rng.next(ctx), second = rng.next(ctx);
+  ImageRng rng(SeedParams{{7, 8}, {}, 0, 0, 0, 0});
+  const Tensor first = rng.next(ctx, Shape{2, 4, 3, 5}), second = rng.next(ctx, Shape{2, 4, 3, 5});
   EXPECT_EQ(first.shape(), (Shape{2, 4, 3, 5}));
   EXPECT_EQ(image(first, 0), draw(7, 60));
   EXPECT_EQ(image(first, 1), draw(8, 60));
@@ -30,20 +30,29 @@ TEST(ImageRng, EachImageHasItsOwnGenerator) {
   EXPECT_EQ(image(second, 1), draw(8, 60, 1));
 }
 
+TEST(ImageRng, ShapeMustMatchTheSeeds) {
+  auto rt = Runtime::create({"cpu", 1}).value();
+  Context& ctx = rt->context();
+  ImageRng rng(SeedParams{{1, 2}});
+  EXPECT_THROW(rng.next(ctx, Shape{3, 4, 2, 2}), Exception);
+  rng.next(ctx, Shape{2, 4, 2, 2});
+  EXPECT_THROW(rng.next(ctx, Shape{2, 4, 3, 2}), Exception);
+}
+
 TEST(ImageRng, EtaNoiseSeedDeltaRestartsTheStreams) {
   auto rt = Runtime::create({"cpu", 1}).value();
   Context& ctx = rt->context();
-  ImageRng rng(Shape{4, 4, 4}, SeedParams{{5}, {}, 0, 0, 0, 31337});
-  EXPECT_EQ(image(rng.next(ctx), 0), draw(5, 64));
-  EXPECT_EQ(image(rng.next(ctx), 0), draw(5 + 31337, 64));
+  ImageRng rng(SeedParams{{5}, {}, 0, 0, 0, 31337});
+  EXPECT_EQ(image(rng.next(ctx, Shape{1, 4, 4, 4}), 0), draw(5, 64));
+  EXPECT_EQ(image(rng.next(ctx, Shape{1, 4, 4, 4}), 0), draw(5 + 31337, 64));
 }
 
 TEST(ImageRng, SeedResizePastesTheOldNoiseCentred) {
   auto rt = Runtime::create({"cpu", 1}).value();
   Context& ctx = rt->context();
   // Noise drawn for 16x8 pixels (2x1 latents), pasted into 4x3 latents.
-  ImageRng rng(Shape{1, 3, 4}, SeedParams{{3}, {}, 0, 16, 8, 0});
-  const auto got = image(rng.next(ctx), 0);
+  ImageRng rng(SeedParams{{3}, {}, 0, 16, 8, 0});
+  const auto got = image(rng.next(ctx, Shape{1, 1, 3, 4}), 0);
   const auto small = draw(3, 2);   // [1, 1, 2]
   auto expected = draw(3, 12);     // the image's generator also draws the full size
   expected[size_t(1 * 4 + 1)] = small[0];  // dy = (3-1)//2 = 1, dx = (4-2)//2 = 1
@@ -54,8 +63,8 @@ TEST(ImageRng, SeedResizePastesTheOldNoiseCentred) {
 TEST(ImageRng, VariationSeedSlerps) {
   auto rt = Runtime::create({"cpu", 1}).value();
   Context& ctx = rt->context();
-  ImageRng rng(Shape{2, 3, 3}, SeedParams{{11}, {12}, 0.3, 0, 0, 0});
-  const auto got = image(rng.next(ctx), 0);
+  ImageRng rng(SeedParams{{11}, {12}, 0.3, 0, 0, 0});
+  const auto got = image(rng.next(ctx, Shape{1, 2, 3, 3}), 0);
   const auto expected = a1111_slerp(0.3f, draw(11, 18), draw(12, 18), 2, 3, 3);
   EXPECT_EQ(got, expected);
   // Strength 0 and 1 give the seed's and the subseed's noise (up to rounding).
@@ -69,4 +78,4 @@ TEST(ImageRng, VariationSeedSlerps) {
 }
 
 }  // namespace
-}  // namespace easel
+}  // namespace easel::sampling

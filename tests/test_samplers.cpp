@@ -15,6 +15,7 @@
 #include "io/checkpoint.h"
 #include "ops/ops.h"
 #include "sampling/guidance.h"
+#include "sampling/image_rng.h"
 #include "sampling/samplers.h"
 #include "test_data.h"
 
@@ -110,10 +111,11 @@ TEST(Samplers, MatchReferenceEveryStep) {
     }
 
     // noise, start, sampling
-    std::vector<uint64_t> seeds;
+    SeedParams seeds;
     const int batch = c["batch"].get<int>();
-    for (int i = 0; i < batch; ++i) seeds.push_back(c["seed"].get<uint64_t>() + i);
-    ImageNoise noise(seeds, c.value("ensd", uint64_t{0}));
+    for (int i = 0; i < batch; ++i) seeds.seeds.push_back(c["seed"].get<int64_t>() + i);
+    seeds.eta_noise_seed_delta = c.value("ensd", int64_t{0});
+    ImageRng noise(seeds);
     Shape shape = per_image;
     shape.insert(0, batch);
     const Tensor first = noise.next(ctx, shape);
@@ -194,7 +196,7 @@ TEST(Samplers, ErrorPaths) {
   const DiscreteSchedule training = DiscreteSchedule::scaled_linear();
   ModelFn fn = [](Context& c, const Tensor& x, float) { return ops::affine(c, x, 0.5f, 0.0f); };
   CompVisDenoiser model(training, Prediction::Eps, fn);
-  ImageNoise noise({1});
+  ImageRng noise(SeedParams{{1}});
   const Tensor x = noise.next(ctx, Shape{1, 4, 2, 2});
 
   // UniPC is order 3: fewer steps are refused with a message
@@ -223,7 +225,7 @@ TEST(Samplers, ErrorPaths) {
 TEST(Samplers, GuidanceRescaleKeepsCondStd) {
   auto rt = Runtime::create().value();
   Context& ctx = rt->context();
-  ImageNoise noise({3, 4});
+  ImageRng noise(SeedParams{{3, 4}});
   const Tensor u = noise.next(ctx, Shape{2, 4, 3, 3});
   const Tensor c = ops::affine(ctx, noise.next(ctx, Shape{2, 4, 3, 3}), 2.0f, 0.1f);
   const Tensor g = cfg(ctx, u, c, 7.5f);

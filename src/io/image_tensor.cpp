@@ -22,16 +22,17 @@ Tensor image_to_tensor(const Image& image) {
 namespace {
 
 // See tensor_to_image in the header for why this exact rule.
-uint8_t to_byte(float x) {
+uint8_t to_byte(float x, PixelRounding rounding) {
   if (!(x > 0.0f)) return 0;  // also NaN
   if (x > 1.0f) x = 1.0f;
   // nearbyint rounds half to even in the default rounding mode, which nothing in easel changes.
-  return static_cast<uint8_t>(std::nearbyint(x * 255.0f));
+  if (rounding == PixelRounding::NearestEven) return static_cast<uint8_t>(std::nearbyint(x * 255.0f));
+  return static_cast<uint8_t>(255.0f * x);  // numpy: float32 multiply, then truncating cast
 }
 
 }  // namespace
 
-Result<Image> tensor_to_image(const Tensor& tensor) {
+Result<Image> tensor_to_image(const Tensor& tensor, PixelRounding rounding) {
   if (!tensor.defined()) return Error("tensor_to_image: undefined tensor");
   if (tensor.dtype() != DType::F32)
     return Error(cat("tensor_to_image: expected an f32 tensor, got ", tensor.describe()));
@@ -50,7 +51,7 @@ Result<Image> tensor_to_image(const Tensor& tensor) {
   const size_t plane = size_t(h) * size_t(w);
   Image image{int(w), int(h), int(c), std::vector<uint8_t>(plane * size_t(c)), {}};
   for (size_t i = 0; i < plane; ++i)
-    for (int64_t ch = 0; ch < c; ++ch) image.pixels[i * size_t(c) + size_t(ch)] = to_byte(values[size_t(ch) * plane + i]);
+    for (int64_t ch = 0; ch < c; ++ch) image.pixels[i * size_t(c) + size_t(ch)] = to_byte(values[size_t(ch) * plane + i], rounding);
   return image;
 }
 

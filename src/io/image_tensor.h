@@ -22,6 +22,10 @@ Tensor image_to_tensor(const Image& image);
 // `pic.mul(255).byte()` instead, which TRUNCATES (0.9999 -> 254; pytorch/vision#8141, fix proposed
 // in #9646 with np.rint, ties to even); truncation disagrees with the golden set on about half of
 // all bytes, so it is not what the reference files were made with. (A1111 truncates too.)
-Result<Image> tensor_to_image(const Tensor& tensor);
+enum class PixelRounding {
+  NearestEven,  // diffusers / SD.Next, the golden PNGs above
+  Truncate,     // A1111: `(255. * x).astype(np.uint8)` on float32 in [0, 1]
+};
+Result<Image> tensor_to_image(const Tensor& tensor, PixelRounding rounding = PixelRounding::NearestEven);
 
 }  // namespace easel

@@ -22,11 +22,12 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "models/weights.h"
+#include "sampling/denoiser.h"
 
 namespace easel {
 
 enum class SdVersion { Sd1, Sd2 };
-enum class Prediction { Eps, V };
+using sampling::Prediction;
 enum class SdNaming { Original, Diffusers };  // of the UNet and VAE tensors
 
 struct SdCheckpointInfo {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace easel {
+namespace easel::sampling {
 namespace {
 
 std::vector<float> randn(TorchGenerator& g, int64_t n) {
@@ -61,9 +61,7 @@ std::vector<float> a1111_slerp(float val, const std::vector<float>& low, const s
   return out;
 }
 
-ImageRng::ImageRng(const Shape& latent_shape, SeedParams params, int latent_scale)
-    : shape_(latent_shape), params_(std::move(params)), latent_scale_(latent_scale) {
-  EASEL_CHECK(shape_.size() == 3, "ImageRng: the latent shape is [C, h, w], got ", shape_.str());
+ImageRng::ImageRng(SeedParams params, int latent_scale) : params_(std::move(params)), latent_scale_(latent_scale) {
   for (int64_t seed : params_.seeds) generators_.emplace_back(torch_seed(seed));
 }
 
@@ -113,7 +111,12 @@ Tensor ImageRng::first(Context& ctx) {
   return out;
 }
 
-Tensor ImageRng::next(Context& ctx) {
+Tensor ImageRng::next(Context& ctx, const Shape& shape) {
+  EASEL_CHECK(shape.size() == 4 && shape[0] == int64_t(generators_.size()), "noise: shape ", shape.str(),
+              " needs a batch of ", generators_.size(), " (one seed per image)");
+  const Shape image_shape{shape[1], shape[2], shape[3]};
+  EASEL_CHECK(is_first_ || image_shape == shape_, "noise: shape ", shape.str(), " after draws of ", shape_.str());
+  shape_ = image_shape;
   if (is_first_) {
     is_first_ = false;
     return first(ctx);
@@ -126,4 +129,4 @@ Tensor ImageRng::next(Context& ctx) {
   return out;
 }
 
-}  // namespace easel
+}  // namespace easel::sampling

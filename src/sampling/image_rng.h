@@ -16,9 +16,10 @@
 
 #include "core/context.h"
 #include "core/tensor.h"
+#include "sampling/samplers.h"
 #include "sampling/torch_rng.h"
 
-namespace easel {
+namespace easel::sampling {
 
 struct SeedParams {
   std::vector<int64_t> seeds;     // one per image of the batch
@@ -28,18 +29,19 @@ struct SeedParams {
   int64_t eta_noise_seed_delta = 0;
 };
 
-class ImageRng {
+class ImageRng : public NoiseSource {
  public:
-  // latent_shape = {C, h, w}; `latent_scale` is the autoencoder's factor (8) for seed resize.
-  ImageRng(const Shape& latent_shape, SeedParams params, int latent_scale = 8);
+  // `latent_scale` is the autoencoder's factor (8), for seed resize.
+  explicit ImageRng(SeedParams params, int latent_scale = 8);
 
-  // [N, C, h, w]: the first call gives the initial noise, later calls the next draws.
-  Tensor next(Context& ctx);
+  // shape = [N, C, h, w] with N = the number of seeds: the first call gives the initial noise,
+  // later calls the next draws.
+  Tensor next(Context& ctx, const Shape& shape) override;
 
  private:
   Tensor first(Context& ctx);
 
-  Shape shape_;
+  Shape shape_;  // [C, h, w]
   SeedParams params_;
   int latent_scale_;
   std::vector<TorchGenerator> generators_;
@@ -51,4 +53,4 @@ class ImageRng {
 std::vector<float> a1111_slerp(float val, const std::vector<float>& low, const std::vector<float>& high, int64_t c,
                                int64_t h, int64_t w);
 
-}  // namespace easel
+}  // namespace easel::sampling

@@ -190,23 +190,6 @@ Tensor Plan::start(Context& ctx, const Tensor& noise, const Tensor& init) const 
 
 // --- noise -----------------------------------------------------------------------------------
 
-ImageNoise::ImageNoise(std::vector<uint64_t> seeds, uint64_t ensd) : seeds_(std::move(seeds)), ensd_(ensd) {
-  for (uint64_t s : seeds_) generators_.emplace_back(s);
-}
-
-Tensor ImageNoise::next(Context& ctx, const Shape& shape) {
-  EASEL_CHECK(shape.size() >= 1 && shape[0] == static_cast<int64_t>(generators_.size()), "ImageNoise: shape ",
-              shape.str(), " needs a batch of ", generators_.size(), " (one seed per image)");
-  Tensor out = ctx.empty(shape, DType::F32);
-  const int64_t per = shape.numel() / std::max<int64_t>(shape[0], 1);
-  std::vector<float> buf(static_cast<size_t>(shape.numel()));
-  for (size_t i = 0; i < generators_.size(); ++i) generators_[i].randn(std::span<float>(buf.data() + i * per, per));
-  std::memcpy(out.raw(), buf.data(), buf.size() * sizeof(float));
-  if (++draws_ == 1 && ensd_ != 0)
-    for (size_t i = 0; i < generators_.size(); ++i) generators_[i].manual_seed(seeds_[i] + ensd_);
-  return out;
-}
-
 // --- k-diffusion samplers ----------------------------------------------------------------------
 
 namespace {

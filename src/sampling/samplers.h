@@ -5,7 +5,7 @@
 //   auto choice = parse_sampler_and_schedule("DPM++ 2M", "Karras").value();
 //   CompVisDenoiser model(DiscreteSchedule::scaled_linear(), Prediction::Eps, model_fn);
 //   Plan plan = plan_txt2img(choice, model, steps);          // or plan_img2img(..., strength)
-//   ImageNoise noise(seeds, latent_shape_per_image);           // A1111's per-image CPU generators
+//   ImageRng noise(SeedParams{seeds});                        // A1111's per-image CPU generators (image_rng.h)
 //   Tensor x = plan.start(ctx, noise.next(ctx));               // or plan.start(ctx, noise.next(ctx), init)
 //   Tensor latent = sample(ctx, plan, model, x, noise, {}, on_step).value();
 #pragma once
@@ -89,22 +89,6 @@ class NoiseSource {
   virtual Tensor next(Context& ctx, const Shape& shape) = 0;
 };
 
-// A1111's ImageRNG with CPU noise: image i has its own torch.Generator seeded with seeds[i]; every
-// draw is one torch.randn(per-image shape) per image, stacked. The first draw is the initial
-// latent; if ensd (eta noise seed delta) is non-zero the generators are then re-seeded with
-// seed + ensd for the sampler's draws.
-class ImageNoise : public NoiseSource {
- public:
-  ImageNoise(std::vector<uint64_t> seeds, uint64_t ensd = 0);
-  Tensor next(Context& ctx, const Shape& shape) override;
-  int draws() const { return draws_; }
-
- private:
-  std::vector<uint64_t> seeds_;
-  std::vector<TorchGenerator> generators_;
-  uint64_t ensd_;
-  int draws_ = 0;
-};
 
 // --- sampling ------------------------------------------------------------------------------------
 struct SamplerOptions {

@@ -1,0 +1,169 @@
+#include "pipelines/stable_diffusion.h"
+
+#include <random>
+
+#include "io/image_tensor.h"
+#include "ops/ops.h"
+#include "pipelines/infotext.h"
+#include "pipelines/prompt_conditioning.h"
+#include "sampling/guidance.h"
+#include "sampling/image_rng.h"
+#include "sampling/samplers.h"
+
+namespace easel {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+constexpr float kLatentScale = 0.18215f;  // SD 1.x / 2.x VAE scaling_factor
+
+// A1111's get_fixed_seed: -1 draws a random seed below 2^32 - 1.
+int64_t fixed_seed(int64_t seed) {
+  if (seed != -1) return seed;
+  std::random_device rd;
+  return int64_t(std::uniform_int_distribution<uint32_t>(0, 4294967293u)(rd));
+}
+
+}  // namespace
+
+Result<StableDiffusion> StableDiffusion::load(const std::filesystem::path& model, const SdLoadOptions& options) {
+  StableDiffusion sd;
+  EASEL_TRY(sd.checkpoint_, SdCheckpoint::open(model, options.vae));
+  const SdCheckpointInfo& info = sd.checkpoint_.info();
+  const bool sd2 = info.version == SdVersion::Sd2;
+  EASEL_TRY(sd.tokenizer_, ClipTokenizer::builtin(sd2 ? ClipFlavor::kOpenClip : ClipFlavor::kOpenAI));
+  EASEL_TRY(sd.text_encoder_, ClipTextModel::load(sd.checkpoint_.text_encoder()));
+  EASEL_TRY(sd.unet_, Unet::load(sd.checkpoint_.unet(), sd2 ? UnetOptions::sd2() : UnetOptions::sd1()));
+  EASEL_TRY(sd.vae_, VaeKl::load(sd.checkpoint_.vae()));
+  if (!sd.vae_.has_decoder()) return Error(cat(model.string(), ": the VAE has no decoder"));
+  const auto& ac = sd.checkpoint_.alphas_cumprod();
+  // A1111 samples with the schedule stored in the checkpoint when it has one.
+  sd.schedule_ = ac.size() == 1000 ? sampling::DiscreteSchedule::from_alphas_cumprod({ac.begin(), ac.end()})
+                                   : sampling::DiscreteSchedule::scaled_linear();
+  sd.prediction_ = options.prediction.value_or(info.prediction);
+  sd.model_name_ = model.stem().string();
+  if (options.compute_model_hash && std::filesystem::is_regular_file(model)) {
+    EASEL_TRY(sd.model_hash_, a1111_model_hash(model));
+  }
+  if (options.vae) {
+    sd.vae_name_ = options.vae->filename().string();
+    if (options.compute_model_hash) {
+      EASEL_TRY(sd.vae_hash_, a1111_model_hash(*options.vae));
+    }
+  }
+  return sd;
+}
+
+Result<Tensor> StableDiffusion::conditioning(Context& ctx, const std::string& prompt, int batch, int clip_skip) const {
+  const bool open_clip = checkpoint_.info().version == SdVersion::Sd2;
+  // SD2 always uses the penultimate layer (A1111 ignores its CLIP-skip setting there): a single file
+  // holds all 24 layers; a diffusers text_encoder was saved with 23.
+  int skip = clip_skip;
+  if (open_clip) skip = checkpoint_.info().naming == SdNaming::Original ? 2 : 1;
+  const ChunkEncoder encoder = [&](Context& c, const Tensor& ids) {
+    return ChunkEncoding{text_encoder_.encode(c, ids, skip), {}, {}};
+  };
+  PromptEncodeOptions options;
+  options.pad_id = open_clip ? 0 : ClipTokenizer::kEos;
+  const std::vector<std::string> prompts(size_t(batch), prompt);
+  EASEL_TRY(auto cond, encode_prompts(ctx, tokenizer_, prompts, encoder, options));
+  return cond.hidden;
+}
+
+Result<GenerationResult> StableDiffusion::generate(Context& ctx, const GenerationParams& p,
+                                                   const std::function<void(const GeneratedImage&)>& on_image) const {
+  EASEL_TRY_STATUS(validate(p));
+  EASEL_TRY(const auto choice, sampling::parse_sampler_and_schedule(p.sampler_name, p.scheduler));
+  if (p.is_img2img()) return Error("img2img and inpaint: not in this build yet (txt2img only)");
+  const SdCheckpointInfo& info = checkpoint_.info();
+  if (info.inpainting) return Error("this is an inpainting checkpoint: txt2img with it needs an init image and a mask");
+
+  return catch_errors([&]() -> Result<GenerationResult> {
+    GenerationResult result;
+    const int total = p.batch_size * p.n_iter;
+    const int64_t seed = fixed_seed(p.seed), subseed = fixed_seed(p.subseed);
+    std::vector<int64_t> all_seeds, all_subseeds;
+    for (int i = 0; i < total; ++i) {
+      all_seeds.push_back(seed + (p.subseed_strength == 0 ? i : 0));
+      all_subseeds.push_back(subseed + i);
+    }
+
+    auto t0 = Clock::now();
+    EASEL_TRY(Tensor cond, conditioning(ctx, p.prompt, p.batch_size, p.clip_skip));
+    EASEL_TRY(Tensor uncond, conditioning(ctx, p.negative_prompt, p.batch_size, p.clip_skip));
+    result.timings.conditioning_s = seconds_since(t0);
+
+    // The guided model output for the samplers. Cond and uncond run as one batch when their token
+    // counts agree; otherwise as two calls, as A1111 does with pad_cond_uncond off.
+    const float cfg_scale = float(p.cfg_scale), phi = float(p.guidance_rescale);
+    const sampling::ModelFn model = [&](Context& c, const Tensor& x_in, float t) -> Tensor {
+      const int64_t n = x_in.size(0);
+      const Tensor ts = ops::full(c, Shape{n}, t);
+      Tensor out_cond, out_uncond;
+      if (cond.size(1) == uncond.size(1)) {
+        const Tensor xs[] = {x_in, x_in};
+        const Tensor ctxs[] = {cond, uncond};
+        const Tensor ts2 = ops::full(c, Shape{2 * n}, t);
+        const Tensor out = unet_.forward(c, ops::concat(c, xs, 0), ts2, ops::concat(c, ctxs, 0));
+        out_cond = out.narrow(0, 0, n);
+        out_uncond = out.narrow(0, n, n);
+      } else {
+        out_cond = unet_.forward(c, x_in, ts, cond);
+        out_uncond = unet_.forward(c, x_in, ts, uncond);
+      }
+      Tensor guided = sampling::cfg(c, out_uncond, out_cond, cfg_scale);
+      return phi > 0 ? sampling::rescale_cfg(c, guided, out_cond, phi) : guided;
+    };
+    const sampling::CompVisDenoiser denoiser(schedule_, prediction_, model);
+    const sampling::Plan plan = sampling::plan_txt2img(choice, denoiser, p.steps);
+    sampling::SamplerOptions sampler_options;
+    sampler_options.s_noise = float(p.s_noise);
+
+    const int64_t c = unet_.config().out_channels, h = p.height / 8, w = p.width / 8;
+    for (int iter = 0; iter < p.n_iter; ++iter) {
+      sampling::SeedParams seeds;
+      seeds.seeds.assign(all_seeds.begin() + iter * p.batch_size, all_seeds.begin() + (iter + 1) * p.batch_size);
+      seeds.subseeds.assign(all_subseeds.begin() + iter * p.batch_size,
+                            all_subseeds.begin() + (iter + 1) * p.batch_size);
+      seeds.subseed_strength = p.subseed_strength;
+      seeds.seed_resize_from_w = p.seed_resize_from_w;
+      seeds.seed_resize_from_h = p.seed_resize_from_h;
+      seeds.eta_noise_seed_delta = p.eta_noise_seed_delta;
+      sampling::ImageRng noise(seeds);
+
+      auto ts = Clock::now();
+      const Tensor x = plan.start(ctx, noise.next(ctx, Shape{p.batch_size, c, h, w}));
+      EASEL_TRY(Tensor latents, sampling::sample(ctx, plan, denoiser, x, noise, sampler_options));
+      result.timings.sampling_s += seconds_since(ts);
+      result.timings.steps += plan.steps();
+
+      auto td = Clock::now();
+      const Tensor decoded = vae_.decode(ctx, ops::affine(ctx, latents, 1.0f / kLatentScale, 0.0f));
+      const Tensor pixels = ops::clamp(ctx, ops::affine(ctx, decoded, 0.5f, 0.5f), 0.0f, 1.0f);
+      result.timings.decode_s += seconds_since(td);
+
+      for (int i = 0; i < p.batch_size; ++i) {
+        const int index = iter * p.batch_size + i;
+        EASEL_TRY(Image image, tensor_to_image(pixels.select(0, i), PixelRounding::Truncate));
+        ImageProvenance prov;
+        prov.seed = all_seeds[size_t(index)];
+        prov.subseed = all_subseeds[size_t(index)];
+        prov.sampler = std::string(sampling::sampler_name(choice.sampler));
+        prov.schedule = std::string(sampling::schedule_label(choice.schedule));
+        prov.model_hash = model_hash_;
+        prov.model_name = model_name_;
+        prov.vae_hash = vae_hash_;
+        prov.vae_name = vae_name_;
+        prov.inpainting_model = info.inpainting;
+        GeneratedImage out{std::move(image), prov.seed, prov.subseed, format_infotext(make_infotext(p, prov))};
+        out.image.text.emplace_back("parameters", out.infotext);
+        if (on_image) on_image(out);
+        result.images.push_back(std::move(out));
+      }
+    }
+    return result;
+  });
+}
+
+}  // namespace easel
