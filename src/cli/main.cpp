@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   easel::cli::add_inspect_command(app, global, exit_code);
   easel::cli::add_vae_command(app, global, exit_code);
+  easel::cli::add_generate_command(app, global, exit_code);
   easel::cli::add_pnginfo_command(app, global, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -4,8 +4,8 @@ namespace easel {
 
 Status validate(const GenerationParams& p, const GenerationLimits& limits) {
   for (const auto& [name, v] : {std::pair{"width", p.width}, std::pair{"height", p.height}}) {
-    if (v < 64 || v > limits.max_side)
-      return Error(cat(name, ": ", v, " is outside 64..", limits.max_side, " pixels"));
+    if (v < 8 || v > limits.max_side)
+      return Error(cat(name, ": ", v, " is outside 8..", limits.max_side, " pixels"));
     if (v % 8) return Error(cat(name, ": ", v, " is not a multiple of 8 (the autoencoder's scale)"));
   }
   if (int64_t(p.width) * p.height > limits.max_pixels)

@@ -33,8 +33,11 @@ Result<StableDiffusion> StableDiffusion::load(const std::filesystem::path& model
   const SdCheckpointInfo& info = sd.checkpoint_.info();
   const bool sd2 = info.version == SdVersion::Sd2;
   EASEL_TRY(sd.tokenizer_, ClipTokenizer::builtin(sd2 ? ClipFlavor::kOpenClip : ClipFlavor::kOpenAI));
-  EASEL_TRY(sd.text_encoder_, ClipTextModel::load(sd.checkpoint_.text_encoder()));
-  EASEL_TRY(sd.unet_, Unet::load(sd.checkpoint_.unet(), sd2 ? UnetOptions::sd2() : UnetOptions::sd1()));
+  ClipTextOptions text_options;
+  text_options.heads = options.text_encoder_heads;
+  EASEL_TRY(sd.text_encoder_, ClipTextModel::load(sd.checkpoint_.text_encoder(), text_options));
+  EASEL_TRY(sd.unet_, Unet::load(sd.checkpoint_.unet(),
+                                 options.unet.value_or(sd2 ? UnetOptions::sd2() : UnetOptions::sd1())));
   EASEL_TRY(sd.vae_, VaeKl::load(sd.checkpoint_.vae()));
   if (!sd.vae_.has_decoder()) return Error(cat(model.string(), ": the VAE has no decoder"));
   const auto& ac = sd.checkpoint_.alphas_cumprod();

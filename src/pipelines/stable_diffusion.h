@@ -31,6 +31,10 @@ struct SdLoadOptions {
   std::optional<std::filesystem::path> vae;       // a separate VAE file replacing the checkpoint's
   std::optional<sampling::Prediction> prediction; // overrides what the checkpoint is recognised as
   bool compute_model_hash = true;                 // A1111's "Model hash" (reads the whole file once)
+  // Head counts are not visible in tensor shapes; real checkpoints use the defaults (CLIP: width / 64;
+  // UNet: 8 heads for SD 1.x, 64 channels per head for SD 2.x). Tiny test models set them.
+  std::optional<int> text_encoder_heads;
+  std::optional<UnetOptions> unet;
 };
 
 struct GeneratedImage {
