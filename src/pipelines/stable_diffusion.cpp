@@ -38,7 +38,9 @@ Result<StableDiffusion> StableDiffusion::load(const std::filesystem::path& model
   EASEL_TRY(sd.text_encoder_, ClipTextModel::load(sd.checkpoint_.text_encoder(), text_options));
   EASEL_TRY(sd.unet_, Unet::load(sd.checkpoint_.unet(),
                                  options.unet.value_or(sd2 ? UnetOptions::sd2() : UnetOptions::sd1())));
-  EASEL_TRY(sd.vae_, VaeKl::load(sd.checkpoint_.vae()));
+  VaeKlOptions vae_options;
+  if (options.vae_norm_groups) vae_options.norm_groups = *options.vae_norm_groups;
+  EASEL_TRY(sd.vae_, VaeKl::load(sd.checkpoint_.vae(), vae_options));
   if (!sd.vae_.has_decoder()) return Error(cat(model.string(), ": the VAE has no decoder"));
   const auto& ac = sd.checkpoint_.alphas_cumprod();
   // A1111 samples with the schedule stored in the checkpoint when it has one.
@@ -74,13 +76,29 @@ Result<Tensor> StableDiffusion::conditioning(Context& ctx, const std::string& pr
   return cond.hidden;
 }
 
+Result<Tensor> StableDiffusion::init_latents(Context& ctx, const GenerationParams& p) const {
+  if (!vae_.has_encoder()) return Error("img2img needs the VAE's encoder, and this checkpoint's VAE has none");
+  EASEL_TRY(const Image image, read_image(p.init_image));
+  if (image.width != p.width || image.height != p.height)
+    return Error(cat(p.init_image, ": is ", image.width, "x", image.height, ", the request is ", p.width, "x", p.height,
+                     "; resizing the init image (resize_mode) is not supported yet"));
+  // A1111: np.array(img).astype(np.float32) / 255, then 2x - 1.
+  const Tensor pixels = ops::affine(ctx, image_to_tensor(image), 2.0f, -1.0f);
+  const Tensor moments = vae_.encode_moments(ctx, pixels);
+  // A1111 samples the posterior with torch's global generator (not reproducible from the seed);
+  // we take its mean, as diffusers' "argmax" mode does.
+  const Tensor latent = ops::affine(ctx, VaeKl::moments_mean(moments), kLatentScale, 0.0f);
+  std::vector<Tensor> copies(size_t(p.batch_size), latent);
+  return ops::concat(ctx, copies, 0);
+}
+
 Result<GenerationResult> StableDiffusion::generate(Context& ctx, const GenerationParams& p,
                                                    const std::function<void(const GeneratedImage&)>& on_image) const {
   EASEL_TRY_STATUS(validate(p));
   EASEL_TRY(const auto choice, sampling::parse_sampler_and_schedule(p.sampler_name, p.scheduler));
-  if (p.is_img2img()) return Error("img2img and inpaint: not in this build yet (txt2img only)");
+  if (!p.mask.empty()) return Error("inpainting (mask): not in this build yet");
   const SdCheckpointInfo& info = checkpoint_.info();
-  if (info.inpainting) return Error("this is an inpainting checkpoint: txt2img with it needs an init image and a mask");
+  if (info.inpainting) return Error("this is an inpainting checkpoint: it needs an init image and a mask");
 
   return catch_errors([&]() -> Result<GenerationResult> {
     GenerationResult result;
@@ -96,6 +114,9 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
     EASEL_TRY(Tensor cond, conditioning(ctx, p.prompt, p.batch_size, p.clip_skip));
     EASEL_TRY(Tensor uncond, conditioning(ctx, p.negative_prompt, p.batch_size, p.clip_skip));
     result.timings.conditioning_s = seconds_since(t0);
+    // Named intermediates, so that tests compare them with the reference stage by stage.
+    ctx.trace("cond", cond);
+    ctx.trace("uncond", uncond);
 
     // The guided model output for the samplers. Cond and uncond run as one batch when their token
     // counts agree; otherwise as two calls, as A1111 does with pad_cond_uncond off.
@@ -119,9 +140,22 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       return phi > 0 ? sampling::rescale_cfg(c, guided, out_cond, phi) : guided;
     };
     const sampling::CompVisDenoiser denoiser(schedule_, prediction_, model);
-    const sampling::Plan plan = sampling::plan_txt2img(choice, denoiser, p.steps);
+    const sampling::Plan plan = p.is_img2img()
+                                    ? sampling::plan_img2img(choice, denoiser, p.steps, float(p.denoising_strength))
+                                    : sampling::plan_txt2img(choice, denoiser, p.steps);
+    Tensor init;
+    if (p.is_img2img()) {
+      EASEL_TRY(init, init_latents(ctx, p));
+    }
     sampling::SamplerOptions sampler_options;
     sampler_options.s_noise = float(p.s_noise);
+
+    // A1111 writes the schedule "Automatic" resolved to (DPM++ 2M: Karras), or "Automatic" when
+    // that is the model's own spacing.
+    sampling::ScheduleType resolved_schedule = choice.schedule;
+    if (resolved_schedule == sampling::ScheduleType::Automatic &&
+        sampling::sampler_info(choice.sampler).automatic != sampling::ScheduleType::Uniform)
+      resolved_schedule = sampling::sampler_info(choice.sampler).automatic;
 
     const int64_t c = unet_.config().out_channels, h = p.height / 8, w = p.width / 8;
     for (int iter = 0; iter < p.n_iter; ++iter) {
@@ -136,13 +170,22 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       sampling::ImageRng noise(seeds);
 
       auto ts = Clock::now();
-      const Tensor x = plan.start(ctx, noise.next(ctx, Shape{p.batch_size, c, h, w}));
-      EASEL_TRY(Tensor latents, sampling::sample(ctx, plan, denoiser, x, noise, sampler_options));
+      const Tensor first_noise = noise.next(ctx, Shape{p.batch_size, c, h, w});
+      ctx.trace("noise", first_noise);
+      const Tensor x = plan.start(ctx, first_noise, init);
+      ctx.trace("x_start", x);
+      const sampling::StepCallback on_step = [&](const sampling::StepInfo& s) {
+        ctx.trace(cat("step", s.step + 1), s.x);
+        if (s.denoised.defined()) ctx.trace(cat("denoised", s.step + 1), s.denoised);
+      };
+      EASEL_TRY(Tensor latents, sampling::sample(ctx, plan, denoiser, x, noise, sampler_options, on_step));
+      ctx.trace("latents", latents);
       result.timings.sampling_s += seconds_since(ts);
       result.timings.steps += plan.steps();
 
       auto td = Clock::now();
-      const Tensor decoded = vae_.decode(ctx, ops::affine(ctx, latents, 1.0f / kLatentScale, 0.0f));
+      const Tensor decoded = vae_.decode(ctx, ops::affine(ctx, latents, float(1.0 / double(kLatentScale)), 0.0f));
+      ctx.trace("decoded", decoded);
       const Tensor pixels = ops::clamp(ctx, ops::affine(ctx, decoded, 0.5f, 0.5f), 0.0f, 1.0f);
       result.timings.decode_s += seconds_since(td);
 
@@ -153,7 +196,7 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
         prov.seed = all_seeds[size_t(index)];
         prov.subseed = all_subseeds[size_t(index)];
         prov.sampler = std::string(sampling::sampler_name(choice.sampler));
-        prov.schedule = std::string(sampling::schedule_label(choice.schedule));
+        prov.schedule = std::string(sampling::schedule_label(resolved_schedule));
         prov.model_hash = model_hash_;
         prov.model_name = model_name_;
         prov.vae_hash = vae_hash_;

@@ -35,6 +35,7 @@ struct SdLoadOptions {
   // UNet: 8 heads for SD 1.x, 64 channels per head for SD 2.x). Tiny test models set them.
   std::optional<int> text_encoder_heads;
   std::optional<UnetOptions> unet;
+  std::optional<int> vae_norm_groups;  // 32 in every released VAE
 };
 
 struct GeneratedImage {
@@ -73,6 +74,8 @@ class StableDiffusion {
 
  private:
   Result<Tensor> conditioning(Context& ctx, const std::string& prompt, int batch, int clip_skip) const;
+  // img2img: the init image's latents (posterior mean x scaling factor), one copy per batch image.
+  Result<Tensor> init_latents(Context& ctx, const GenerationParams& p) const;
 
   SdCheckpoint checkpoint_;
   ClipTokenizer tokenizer_;
