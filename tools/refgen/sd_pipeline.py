@@ -1,0 +1,936 @@
+#!/usr/bin/env python3
+"""Golden set tests/data/sd_pipeline_tiny: whole Stable Diffusion 1.x / 2.x pipelines run the way
+AUTOMATIC1111's webui (1.10) runs them on the CPU, on tiny random models with the real
+architectures, with the SD1 checkpoint in the three layouts users have (original single-file
+.safetensors, the same dict as a torch-pickle .ckpt, a diffusers folder).
+
+Run from the source root:  /work/venv-refgen/bin/python tools/refgen/sd_pipeline.py
+
+The A1111 rules reproduced are written out below in our own words (A1111 is not a package); each
+function names the A1111 file/function it follows. The set's README.md lists the files, keys, the
+rules reproduced and what is not reproduced. k-diffusion's own sampler functions and denoiser
+wrappers are used unchanged (k_diffusion 0.1.1.post1, loaded by file path: its package __init__
+pulls a training stack that is not installed).
+"""
+
+import copy
+import json
+import math
+import os
+import platform
+import re
+import sys
+import types
+
+import numpy as np
+import PIL
+import safetensors
+import torch
+from PIL import Image, ImageOps
+from safetensors.torch import save_file
+
+import diffusers
+import open_clip
+import transformers
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.loaders.single_file_utils import (LDM_UNET_KEY, convert_ldm_clip_checkpoint,
+                                                 convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
+                                                 convert_open_clip_checkpoint)
+from transformers import CLIPTextConfig, CLIPTextModel
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+OUT = os.path.join(ROOT, "tests", "data", "sd_pipeline_tiny")
+BPE = os.path.join(ROOT, "tests", "data", "clip_tokenizer", "bpe_simple_vocab_16e6.txt.gz")
+
+torch.set_num_threads(1)  # deterministic reductions
+torch.use_deterministic_algorithms(True)
+
+# --- k-diffusion, by file path ------------------------------------------------------------------
+
+
+def load_k_diffusion():
+    import importlib.util
+    spec = importlib.util.find_spec("k_diffusion")
+    kdir = os.path.dirname(spec.origin)
+    sys.modules.setdefault("torchdiffeq", types.SimpleNamespace(odeint=None))  # only sample_dpm_ode uses it
+    pkg = types.ModuleType("k_diffusion")
+    pkg.__path__ = [kdir]
+    sys.modules["k_diffusion"] = pkg
+    import k_diffusion.sampling as ks  # noqa: E402
+    import k_diffusion.external as ke  # noqa: E402
+    return ks, ke
+
+
+KS, KE = load_k_diffusion()
+
+# --- versions -------------------------------------------------------------------------------------
+
+VERSIONS = {
+    "python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
+    "transformers": transformers.__version__, "open_clip_torch": open_clip.__version__,
+    "k_diffusion": "0.1.1.post1", "safetensors": safetensors.__version__, "numpy": np.__version__,
+    "pillow": PIL.__version__, "a1111_rules": "AUTOMATIC1111/stable-diffusion-webui 1.10 (modules/*.py)",
+    "generator": "tools/refgen/sd_pipeline.py",
+}
+META = {"versions": json.dumps(VERSIONS, sort_keys=True)}
+
+SCALE_FACTOR = 0.18215
+BOS, EOS = 49406, 49407
+COMMA = 267  # ',</w>'
+
+# --- the DDPM schedule as ldm computes it (ldm.modules.diffusionmodules.util.make_beta_schedule) -----
+
+
+def ldm_alphas_cumprod(linear_start=0.00085, linear_end=0.012, n=1000):
+    betas = (torch.linspace(linear_start ** 0.5, linear_end ** 0.5, n, dtype=torch.float64) ** 2).numpy()
+    alphas = 1.0 - betas
+    return torch.tensor(np.cumprod(alphas, axis=0), dtype=torch.float32)  # registered as a float32 buffer
+
+
+# --- tiny models ---------------------------------------------------------------------------------
+
+# Sizes chosen to keep the set small (the 49408-row token embedding is stored once per model file);
+# the head counts and GroupNorm group counts are not visible in the tensor shapes: info.json records
+# them per model file (unet.norm_groups, unet.attention, vae.norm_groups, text_encoder.heads).
+TEXT_WIDTH = 4  # 2 heads of 2
+TEXT_HEADS = 2
+SD1_TEXT = dict(vocab_size=49408, hidden_size=TEXT_WIDTH, intermediate_size=8, num_hidden_layers=2,
+                num_attention_heads=TEXT_HEADS, max_position_embeddings=77, hidden_act="quick_gelu",
+                layer_norm_eps=1e-5, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=1, projection_dim=TEXT_WIDTH)
+SD2_TEXT = dict(context_length=77, vocab_size=49408, width=TEXT_WIDTH, heads=TEXT_HEADS, layers=3, mlp_ratio=2.0)
+# UNets (8, 16): the UNet is stored five times (three SD1 layouts, inpainting, SD2), (16, 32) would put
+# the set over its size budget. GroupNorm 8 groups (1 and 2 channels per group; the VAE has 4).
+# SD1: the same head count (2) at every level (as SD1's 8), head dims 4 (level 0) and 8 (mid block).
+UNET_SD1 = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=TEXT_WIDTH,
+                attention_head_dim=2, norm_num_groups=8, use_linear_projection=False, upcast_attention=False)
+UNET_SD1_INPAINT = dict(UNET_SD1, in_channels=9)
+# SD2: the head count differs per level (2 at level 0, 4 in the mid block at level 1) with a constant
+# head dim 4 (as SD2's 64). (diffusers' attention_head_dim holds the head counts, as in SD2's configs.)
+UNET_SD2 = dict(UNET_SD1, attention_head_dim=[2, 4], use_linear_projection=True, upcast_attention=True)
+# 4 levels: images are 8x the latents, as in SD.
+VAE = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+           up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 16, 16, 16], layers_per_block=1,
+           act_fn="silu", latent_channels=4, norm_num_groups=4, sample_size=64, scaling_factor=SCALE_FACTOR)
+
+
+def randomize(module, gen, weight_scale=1.0):
+    """Realistic-scale random values in every parameter (norm scales around 1), then rounded to f16:
+    the f16 files hold exactly the values the f32 reference computes with."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            leaf = name.split(".")
+            if "logit_scale" in name:
+                continue
+            is_norm = any(s in n for n in leaf[-2:] for s in ("norm", "ln_", "layer_norm"))
+            if name.endswith("bias"):
+                v = 0.1 * torch.randn(p.shape, generator=gen)
+            elif is_norm and p.dim() == 1:
+                v = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
+            elif "token_embedding" in name or "position_embedding" in name or "positional_embedding" in name:
+                v = 0.5 * torch.randn(p.shape, generator=gen)
+            else:
+                fan_in = p[0].numel() if p.dim() > 1 else p.numel()
+                v = weight_scale * torch.randn(p.shape, generator=gen) / fan_in ** 0.5
+            p.copy_(v)
+        for p in module.parameters():
+            p.copy_(p.half().float())
+
+
+def make_vae(gen):
+    vae = AutoencoderKL(**VAE).eval()
+    randomize(vae, gen)
+    # Keep the decoded images mostly inside [-1, 1] (no saturation hiding errors): scale conv_out.
+    with torch.no_grad():
+        z = torch.randn(2, 4, 4, 6, generator=gen)
+        out = vae.decode(z / SCALE_FACTOR).sample
+        s = 0.5 / float(out.std())
+        vae.decoder.conv_out.weight.mul_(s)
+        vae.decoder.conv_out.bias.mul_(s)
+        for p in vae.parameters():
+            p.copy_(p.half().float())
+    return vae
+
+
+def make_unet(cfg, gen):
+    unet = UNet2DConditionModel(**cfg).eval()
+    randomize(unet, gen)
+    return unet
+
+
+def make_sd1_text(gen):
+    te = CLIPTextModel(CLIPTextConfig(**SD1_TEXT)).eval()
+    randomize(te, gen)
+    return te
+
+
+def make_sd2_text(gen):
+    """open_clip's own CLIP (text tower real, vision tower a throwaway), as ldm's FrozenOpenCLIPEmbedder
+    builds it and then deletes model.visual."""
+    vision = dict(image_size=16, patch_size=8, width=16, layers=1, head_width=8)
+    clip = open_clip.CLIP(embed_dim=TEXT_WIDTH, vision_cfg=vision, text_cfg=SD2_TEXT, quick_gelu=False).eval()
+    randomize(clip, gen)
+    del clip.visual
+    return clip
+
+
+# --- diffusers naming -> original ldm naming (inverse of diffusers' converters) --------------------
+# unet: the same map as tools/refgen/unet_sd.py (wt-unet); vae: as tools/refgen/vae_kl.py (wt-vae).
+
+RESNET_RENAMES = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                  ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
+UNET_TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+            "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+
+
+def _resnet_rest(rest):
+    for a, b in RESNET_RENAMES:
+        if rest.startswith(a + "."):
+            return b + rest[len(a):]
+    raise ValueError(rest)
+
+
+def unet_name_to_ldm(name, lpb, up_has_attention):
+    p = name.split(".")
+    for k, v in UNET_TOP.items():
+        if name.startswith(k + "."):
+            return v + name[len(k):]
+    if p[0] == "down_blocks":
+        b, kind = int(p[1]), p[2]
+        if kind == "downsamplers":
+            return f"input_blocks.{(b + 1) * (lpb + 1)}.0.op.{p[-1]}"
+        j, rest = int(p[3]), ".".join(p[4:])
+        i = 1 + b * (lpb + 1) + j
+        return f"input_blocks.{i}.0.{_resnet_rest(rest)}" if kind == "resnets" else f"input_blocks.{i}.1.{rest}"
+    if p[0] == "mid_block":
+        j, rest = int(p[2]), ".".join(p[3:])
+        return f"middle_block.{2 * j}.{_resnet_rest(rest)}" if p[1] == "resnets" else f"middle_block.1.{rest}"
+    if p[0] == "up_blocks":
+        b, kind = int(p[1]), p[2]
+        if kind == "upsamplers":
+            i = b * (lpb + 1) + lpb
+            return f"output_blocks.{i}.{2 if up_has_attention[b] else 1}.conv.{p[-1]}"
+        j, rest = int(p[3]), ".".join(p[4:])
+        i = b * (lpb + 1) + j
+        return f"output_blocks.{i}.0.{_resnet_rest(rest)}" if kind == "resnets" else f"output_blocks.{i}.1.{rest}"
+    raise ValueError(name)
+
+
+def unet_to_ldm(unet):
+    sd = unet.state_dict()
+    cfg = unet.config
+    up_attn = ["CrossAttn" in t for t in cfg.up_block_types]
+    out = {LDM_UNET_KEY + unet_name_to_ldm(k, cfg.layers_per_block, up_attn): v for k, v in sd.items()}
+    assert len(out) == len(sd)
+    back = convert_ldm_unet_checkpoint(out, dict(cfg))
+    assert set(back) == set(sd), set(back) ^ set(sd)
+    for k, v in sd.items():
+        assert back[k].shape == v.shape and torch.equal(back[k], v), k
+    return out
+
+
+def vae_to_ldm(vae):
+    sd = vae.state_dict()
+    n = len(vae.config.block_out_channels)
+    out = {}
+    for k, v in sd.items():
+        o = k
+        for part in ("encoder", "decoder"):
+            o = o.replace(f"{part}.conv_norm_out.", f"{part}.norm_out.")
+            o = o.replace(f"{part}.mid_block.resnets.0.", f"{part}.mid.block_1.")
+            o = o.replace(f"{part}.mid_block.resnets.1.", f"{part}.mid.block_2.")
+            o = o.replace(f"{part}.mid_block.attentions.0.", f"{part}.mid.attn_1.")
+        for i in range(n):
+            o = o.replace(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.")
+            o = o.replace(f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.")
+            j = n - 1 - i
+            o = o.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{j}.block.")
+            o = o.replace(f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{j}.upsample.")
+        o = o.replace("conv_shortcut", "nin_shortcut")
+        if ".mid.attn_1." in o:
+            o = (o.replace("group_norm.", "norm.").replace("to_q.", "q.").replace("to_k.", "k.")
+                 .replace("to_v.", "v.").replace("to_out.0.", "proj_out."))
+            if o.endswith(".weight") and v.dim() == 2:
+                v = v[:, :, None, None]
+        assert o not in out, o
+        out["first_stage_model." + o] = v
+    back = convert_ldm_vae_checkpoint(out, dict(vae.config))
+    assert set(back) == set(sd), set(back) ^ set(sd)
+    for k, v in sd.items():
+        assert back[k].shape == v.shape and torch.equal(back[k], v), k
+    return out
+
+
+def sd1_text_to_ldm(te):
+    sd = te.state_dict()
+    out = {"cond_stage_model.transformer." + k: v for k, v in sd.items()}
+    # transformers < 4.31 saved this buffer: real SD1 files carry it (int64).
+    out["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77, dtype=torch.int64)[None]
+    back = convert_ldm_clip_checkpoint(out)
+    back.pop("text_model.embeddings.position_ids")
+    assert set(back) == set(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
+    return out
+
+
+def sd2_text_to_ldm(clip):
+    out = {"cond_stage_model.model." + k: v for k, v in clip.state_dict().items()}
+    # diffusers' converter takes it to transformers naming without complaint (SD2 text_encoder).
+    conv = convert_open_clip_checkpoint(None, out)
+    assert "text_model.final_layer_norm.weight" in conv and len(conv) > 10
+    return out
+
+
+def single_file(parts, alphas_cumprod):
+    sd = {}
+    for part in parts:
+        for k, v in part.items():
+            assert k not in sd
+            sd[k] = (v if v.dtype == torch.int64 else v.detach().half()).contiguous().clone()
+    sd["alphas_cumprod"] = alphas_cumprod.clone()
+    return sd
+
+
+# --- A1111 prompt attention (modules/prompt_parser.py parse_prompt_attention), the syntax used here --
+
+RE_WEIGHTED = re.compile(r"\(([^():\\\[\]]+):([0-9]*\.?[0-9]+)\)")
+RE_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+
+def parse_prompt(text):
+    """Only '(text:number)' and 'BREAK' (no nesting, no escapes, no bare brackets): A1111's result on
+    such prompts is the fragments in order, BREAK as ['BREAK', -1], runs of equal weight merged."""
+    assert not re.search(r"[\[\]\\]", RE_WEIGHTED.sub("", text)) and "(" not in RE_WEIGHTED.sub("", text)
+    res = []
+    pos = 0
+    for m in list(RE_WEIGHTED.finditer(text)) + [None]:
+        plain = text[pos:m.start()] if m else text[pos:]
+        for i, part in enumerate(RE_BREAK.split(plain) if plain else []):  # empty split parts are kept
+            if i > 0:
+                res.append(["BREAK", -1])
+            res.append([part, 1.0])
+        if m:
+            assert not RE_BREAK.search(m.group(1)), "BREAK inside a weighted group: not this parser's syntax"
+            res.append([m.group(1), float(m.group(2))])
+            pos = m.end()
+    res = res or [["", 1.0]]
+    i = 0
+    while i + 1 < len(res):
+        if res[i][1] == res[i + 1][1]:
+            res[i][0] += res[i + 1][0]
+            res.pop(i + 1)
+        else:
+            i += 1
+    return res
+
+
+# --- A1111 conditioning (modules/sd_hijack_clip.py, sd_hijack_open_clip.py, sd_emphasis.py) ---------
+
+
+class Tokenizer:
+    def __init__(self):
+        self.t = open_clip.tokenizer.SimpleTokenizer(bpe_path=BPE)
+        assert self.t.encoder["<start_of_text>"] == BOS and self.t.encoder["<end_of_text>"] == EOS
+        assert self.t.encoder[",</w>"] == COMMA
+
+    def __call__(self, text):
+        return self.t.encode(text)
+
+
+TOKENIZER = None
+
+
+def tokenize_line(line, backtrack=20, chunk_length=75):
+    """TextConditionalModel.tokenize_line: 75-token chunks, each [BOS] + 75 + [EOS], padded with EOS;
+    BREAK starts a new chunk; a chunk that fills up moves the words after its last comma (if that comma
+    is at most `backtrack` tokens back) into the next chunk (opts.comma_padding_backtrack, default 20)."""
+    parsed = parse_prompt(line)
+    tokenized = [TOKENIZER(text) for text, _ in parsed]
+    chunks = []
+    cur_t, cur_m = [], []
+    last_comma = -1
+
+    def next_chunk():
+        nonlocal cur_t, cur_m, last_comma
+        add = chunk_length - len(cur_t)
+        cur_t = [BOS] + cur_t + [EOS] * add + [EOS]
+        cur_m = [1.0] + cur_m + [1.0] * add + [1.0]
+        chunks.append((cur_t, cur_m))
+        cur_t, cur_m, last_comma = [], [], -1
+
+    for tokens, (text, weight) in zip(tokenized, parsed):
+        if text == "BREAK" and weight == -1:
+            next_chunk()
+            continue
+        for token in tokens:
+            if token == COMMA:
+                last_comma = len(cur_t)
+            elif (backtrack != 0 and len(cur_t) == chunk_length and last_comma != -1
+                  and len(cur_t) - last_comma <= backtrack):
+                cut = last_comma + 1
+                rt, rm = cur_t[cut:], cur_m[cut:]
+                cur_t, cur_m = cur_t[:cut], cur_m[:cut]
+                next_chunk()
+                cur_t, cur_m = rt, rm
+            if len(cur_t) == chunk_length:
+                next_chunk()
+            cur_t.append(token)
+            cur_m.append(weight)
+    if cur_t or not chunks:
+        next_chunk()
+    return chunks
+
+
+def encode_prompt(model, prompt, clip_skip):
+    """FrozenCLIPEmbedderWithCustomWordsBase.forward for one prompt (A1111 encodes each distinct prompt
+    of a batch on its own: prompt_parser.get_learned_conditioning), returns [1, 77 * chunks, width]
+    and the chunks (tokens as given to the encoder, multipliers)."""
+    chunks = tokenize_line(prompt)
+    zs, info = [], []
+    for tokens, mults in chunks:
+        tokens = list(tokens)
+        if model["kind"] == "sd2":  # id_pad 0 != id_end: everything after the first EOS becomes 0
+            first = tokens.index(EOS)
+            tokens = tokens[:first + 1] + [0] * (len(tokens) - first - 1)
+        ids = torch.tensor([tokens], dtype=torch.int64)
+        z = text_encode(model, ids, clip_skip)
+        # sd_emphasis.EmphasisOriginal.after_transformers
+        m = torch.asarray([mults])
+        original_mean = z.mean()
+        z = z * m.reshape(m.shape + (1,)).expand(z.shape)
+        new_mean = z.mean()
+        z = z * (original_mean / new_mean)
+        zs.append(z)
+        info.append({"tokens": tokens, "multipliers": mults})
+    return torch.hstack(zs), info
+
+
+def text_encode(model, ids, clip_skip):
+    with torch.no_grad():
+        if model["kind"] == "sd2":
+            # ldm FrozenOpenCLIPEmbedder(layer="penultimate").encode_with_transformer, whatever CLIP skip is
+            clip = model["text"]
+            x = clip.token_embedding(ids) + clip.positional_embedding
+            for r in clip.transformer.resblocks[:-1]:
+                x = r(x, attn_mask=clip.attn_mask)
+            return clip.ln_final(x)
+        te = model["text"]
+        out = te(input_ids=ids, output_hidden_states=True)
+        if clip_skip > 1:  # FrozenCLIPEmbedderWithCustomWords.encode_with_transformers
+            return te.text_model.final_layer_norm(out.hidden_states[-clip_skip])
+        return out.last_hidden_state
+
+
+# --- A1111 noise (modules/rng.py ImageRNG, randn_source "CPU") -----------------------------------
+
+
+def slerp(val, low, high):
+    """rng.slerp, as written (norms over dim 1 of a [C, H, W] noise: the height axis)."""
+    low_norm = low / torch.norm(low, dim=1, keepdim=True)
+    high_norm = high / torch.norm(high, dim=1, keepdim=True)
+    dot = (low_norm * high_norm).sum(1)
+    if dot.mean() > 0.9995:
+        return low * val + high * (1 - val)
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
+
+
+class ImageRNG:
+    def __init__(self, shape, seeds, subseeds, subseed_strength):
+        self.shape, self.seeds, self.subseeds, self.strength = tuple(shape), seeds, subseeds, subseed_strength
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.is_first = True
+
+    def next(self):
+        xs = []
+        if self.is_first:
+            self.is_first = False
+            for i, g in enumerate(self.generators):
+                noise = torch.randn(self.shape, generator=g)
+                if self.subseeds is not None and self.strength != 0:
+                    sub = torch.randn(self.shape, generator=torch.Generator().manual_seed(int(self.subseeds[i])))
+                    noise = slerp(self.strength, noise, sub)
+                xs.append(noise)
+        else:
+            for g in self.generators:
+                xs.append(torch.randn(self.shape, generator=g))
+        return torch.stack(xs)
+
+
+class TorchHijack:
+    """sd_samplers_common.TorchHijack: k-diffusion's torch.randn_like draws from p.rng."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def __getattr__(self, item):
+        if item == "randn_like":
+            return lambda x: self.rng.next().to(x.dtype)
+        return getattr(torch, item)
+
+
+# --- the model as k-diffusion sees it (ldm LatentDiffusion.apply_model) -------------------------------
+
+
+class LdmModel(torch.nn.Module):
+    def __init__(self, unet, alphas_cumprod, hybrid):
+        super().__init__()
+        self.unet, self.hybrid = unet, hybrid
+        self.alphas_cumprod = alphas_cumprod
+
+    def apply_model(self, x, t, cond):
+        if self.hybrid:  # DiffusionWrapper, conditioning_key "hybrid": concat [x, c_concat] on channels
+            x = torch.cat([x] + cond["c_concat"], dim=1)
+        c = torch.cat(cond["c_crossattn"], 1)
+        return self.unet(x, t, encoder_hidden_states=c).sample
+
+
+class CFGDenoiser(torch.nn.Module):
+    """sd_samplers_cfg_denoiser.CFGDenoiser.forward with default options (batch_cond_uncond on,
+    pad_cond_uncond off, s_min_uncond 0, skip_early_cond 0), prompts without AND, no scripts."""
+
+    def __init__(self, inner, trace):
+        super().__init__()
+        self.inner, self.trace = inner, trace
+        self.mask = self.nmask = self.init_latent = None
+
+    def forward(self, x, sigma, uncond, cond, cond_scale, image_cond):
+        b = x.shape[0]
+        x_in = torch.cat([x, x])
+        sigma_in = torch.cat([sigma, sigma])
+        image_cond_in = torch.cat([image_cond, image_cond])
+        if cond.shape[1] == uncond.shape[1]:
+            x_out = self.inner(x_in, sigma_in, cond={"c_crossattn": [torch.cat([cond, uncond])],
+                                                    "c_concat": [image_cond_in]})
+            self.trace["calls"].append("batched")
+        else:  # token lengths differ: cond batch, then uncond batch
+            x_out = torch.zeros_like(x_in)
+            x_out[:b] = self.inner(x_in[:b], sigma_in[:b], cond={"c_crossattn": [cond], "c_concat": [image_cond_in[:b]]})
+            x_out[-b:] = self.inner(x_in[-b:], sigma_in[-b:], cond={"c_crossattn": [uncond], "c_concat": [image_cond_in[-b:]]})
+            self.trace["calls"].append("separate")
+        # combine_denoised: denoised = uncond + (cond - uncond) * (weight * cond_scale), weight 1
+        denoised_uncond = x_out[-b:]
+        denoised = torch.clone(denoised_uncond)
+        for i in range(b):
+            denoised[i] += (x_out[i] - denoised_uncond[i]) * (1.0 * cond_scale)
+        if self.mask is not None:  # apply_blend after denoising: nmask = the inpainted area
+            denoised = denoised * self.nmask + self.init_latent * self.mask
+        self.trace["denoised"].append(denoised.clone())
+        return denoised
+
+
+SAMPLERS = {"Euler": "sample_euler", "Euler a": "sample_euler_ancestral", "DPM++ 2M": "sample_dpmpp_2m"}
+# The sampler's own 'scheduler' option in A1111's samplers_k_diffusion table, which "Automatic"
+# resolves to (KDiffusionSampler.get_sigmas: scheduler_name = self.config.options.get('scheduler')).
+SAMPLER_AUTOMATIC_SCHEDULE = {"Euler": None, "Euler a": None, "DPM++ 2M": "Karras"}
+
+
+def get_sigmas(model_wrap, scheduler, steps, sampler_name):
+    """KDiffusionSampler.get_sigmas (sd_samplers_kdiffusion.py, sd_schedulers.py)."""
+    if scheduler == "Automatic":
+        scheduler = SAMPLER_AUTOMATIC_SCHEDULE[sampler_name]
+    if scheduler is None:
+        return model_wrap.get_sigmas(steps)
+    if scheduler == "Karras":
+        smin, smax = model_wrap.sigmas[0].item(), model_wrap.sigmas[-1].item()
+        return KS.get_sigmas_karras(n=steps, sigma_min=smin, sigma_max=smax, device="cpu")
+    raise ValueError(scheduler)
+
+
+# --- the pipeline -------------------------------------------------------------------------------
+
+
+def vae_encode_mean(vae, image01):
+    """sd_samplers_common.images_tensor_to_samples, but the posterior MEAN instead of sample()."""
+    with torch.no_grad():
+        lat = [vae.encode((img[None] * 2 - 1)).latent_dist.mean[0] for img in image01]
+    return SCALE_FACTOR * torch.stack(lat)
+
+
+def vae_decode(vae, latents):
+    """decode_latent_batch -> decode_first_stage: first_stage_model.decode(1 / scale_factor * z), per image."""
+    with torch.no_grad():
+        return torch.stack([vae.decode((1.0 / SCALE_FACTOR) * latents[i:i + 1]).sample[0]
+                            for i in range(latents.shape[0])])
+
+
+def to_uint8(decoded):
+    x = torch.clamp((decoded.float() + 1.0) / 2.0, min=0.0, max=1.0)
+    return [(255.0 * np.moveaxis(s.numpy(), 0, 2)).astype(np.uint8) for s in x]
+
+
+def run_case(model, req, images, dtype=torch.float32):
+    steps, cfg = req["steps"], req["cfg_scale"]
+    n = req["batch_size"] * req["n_iter"]
+    assert req["n_iter"] == 1
+    seeds = [req["seed"] + i for i in range(n)]
+    subseeds = [req["subseed"] + i for i in range(n)]
+    clip_skip = req["override_settings"].get("CLIP_stop_at_last_layers", 1)
+    h, w = req["height"] // 8, req["width"] // 8
+
+    cond1, cond_chunks = encode_prompt(model, req["prompt"], clip_skip)
+    uncond1, uncond_chunks = encode_prompt(model, req["negative_prompt"], clip_skip)
+    cond, uncond = cond1.expand(n, -1, -1).clone().to(dtype), uncond1.expand(n, -1, -1).clone().to(dtype)
+
+    rng = ImageRNG((4, h, w), seeds, subseeds, req["subseed_strength"])
+    ldm = LdmModel(model["unet"], model["alphas_cumprod"], hybrid=model["unet"].config.in_channels == 9)
+    wrap = (KE.CompVisVDenoiser if model["prediction"] == "v" else KE.CompVisDenoiser)(ldm, quantize=False)
+    trace = {"calls": [], "denoised": [], "x": []}
+    den = CFGDenoiser(wrap, trace)
+    KS.torch = TorchHijack(rng)
+    out = {"cond": cond, "uncond": uncond}
+    derived = {"all_seeds": seeds, "all_subseeds": subseeds,
+               "cond_chunks": cond_chunks, "uncond_chunks": uncond_chunks}
+
+    is_img2img = "init_images" in req
+    init_latent = None
+    nmask = None
+    if is_img2img:
+        init = np.array(images[req["init_images"][0]].convert("RGB")).astype(np.float32) / 255.0
+        image01 = torch.from_numpy(np.moveaxis(init, 2, 0)).unsqueeze(0).repeat(n, 1, 1, 1).to(dtype)
+        init_latent = vae_encode_mean(model["vae"], image01)
+        out["init_latent"] = init_latent
+        image_cond = init_latent.new_zeros(n, 5, 1, 1)  # img2img_image_conditioning of a non-inpainting model
+        if "mask" in req:
+            mask_img = images[req["mask"]].convert("L")  # create_binary_mask of an L image; mask_blur 0
+            latmask = mask_img.convert("RGB").resize((w, h))  # PIL default filter for RGB: BICUBIC
+            latmask = np.moveaxis(np.array(latmask, dtype=np.float32), 2, 0) / 255
+            latmask = latmask[0]
+            assert np.all(np.abs(latmask - 0.5) > 0.05), latmask  # rounding must not hinge on filter details
+            latmask = np.around(latmask)  # mask_round True
+            latmask = np.tile(latmask[None], (4, 1, 1))
+            mask = torch.asarray(1.0 - latmask).to(dtype)
+            nmask = torch.asarray(latmask).to(dtype)
+            den.mask, den.nmask, den.init_latent = mask, nmask, init_latent
+            out["nmask"] = nmask
+            if ldm.hybrid:  # inpainting_image_conditioning, inpainting_mask_weight 1.0
+                cm = torch.from_numpy((np.array(mask_img).astype(np.float32) / 255.0)[None, None])
+                cm = torch.round(cm).to(dtype)
+                source = image01[:1] * 2 - 1
+                cimg = torch.lerp(source, source * (1.0 - cm), 1.0)
+                with torch.no_grad():
+                    cimg = SCALE_FACTOR * model["vae"].encode(cimg).latent_dist.mean
+                cm = torch.nn.functional.interpolate(cm, size=init_latent.shape[-2:])
+                cm = cm.expand(cimg.shape[0], -1, -1, -1)
+                image_cond = torch.cat([cm, cimg], dim=1).expand(n, -1, -1, -1).clone()
+                out["image_conditioning"] = image_cond
+        # sd_samplers_common.setup_img2img_steps, img2img_fix_steps off
+        t_enc = int(min(req["denoising_strength"], 0.999) * steps)
+        sigmas_full = get_sigmas(wrap, req["scheduler"], steps, req["sampler_name"])
+        sigmas = sigmas_full[steps - t_enc - 1:]
+        noise = rng.next().to(dtype)
+        x = init_latent + noise * sigmas[0]
+        derived.update({"t_enc": t_enc, "sampler_steps": t_enc + 1})
+        out["sigmas_full"] = sigmas_full
+    else:
+        if ldm.hybrid:
+            raise NotImplementedError("txt2img with an inpainting model")
+        image_cond = torch.zeros(n, 5, 1, 1, dtype=dtype)  # txt2img_image_conditioning: a dummy for non-inpainting models
+        sigmas = get_sigmas(wrap, req["scheduler"], steps, req["sampler_name"])
+        noise = rng.next().to(dtype)
+        x = noise * sigmas[0]
+        derived.update({"sampler_steps": steps})
+    out["noise"], out["sigmas"], out["x_start"] = noise, sigmas, x
+
+    def callback(d):
+        trace["x"].append(d["x"].clone())
+
+    fn = getattr(KS, SAMPLERS[req["sampler_name"]])
+    extra = {"cond": cond, "uncond": uncond, "cond_scale": cfg, "image_cond": image_cond}
+    kwargs = {"eta": 1.0} if req["sampler_name"] == "Euler a" else {}  # opts.eta_ancestral default 1.0
+    with torch.no_grad():
+        samples = fn(den, x, sigmas, extra_args=extra, callback=callback, disable=True, **kwargs)
+    KS.torch = torch
+    n_steps = len(sigmas) - 1
+    xs = trace["x"][1:] + [samples]  # the callback sees x at the start of each step
+    assert len(xs) == n_steps and len(trace["denoised"]) == n_steps
+    for i in range(n_steps):
+        out[f"step{i + 1}"] = xs[i]
+        out[f"denoised{i + 1}"] = trace["denoised"][i]
+    latents = samples
+    if nmask is not None:  # StableDiffusionProcessingImg2Img.sample: blend the kept area back in
+        latents = samples * nmask + init_latent * den.mask
+    out["latents"] = latents
+    decoded = vae_decode(model["vae"], latents)
+    out["decoded"] = decoded
+    pngs = [Image.fromarray(a) for a in to_uint8(decoded)]
+    if "mask" in req:  # apply_overlay (opts.overlay_inpaint on): original pixels outside the mask
+        init_img = images[req["init_images"][0]].convert("RGB")
+        np_mask = np.clip(np.array(images[req["mask"]].convert("L")).astype(np.float32) * 2, 0, 255).astype(np.uint8)
+        mask_for_overlay = Image.fromarray(np_mask)
+        overlay = Image.new("RGBa", init_img.size)
+        overlay.paste(init_img.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask_for_overlay.convert("L")))
+        overlay = overlay.convert("RGBA")
+        composited = []
+        for im in pngs:
+            im = im.convert("RGBA")
+            im.alpha_composite(overlay)
+            composited.append(im.convert("RGB"))
+        pngs = composited
+        derived["overlay_applied"] = True
+    derived["unet_calls_per_step"] = sorted(set(trace["calls"]))
+    return out, pngs, derived
+
+
+# --- cases --------------------------------------------------------------------------------------
+
+LONG_PROMPT = ("a detailed painting of a quiet mountain village at dawn, soft golden light on the rooftops, "
+               "mist rising from the valley floor, pine forests on the slopes, a winding river with a stone "
+               "bridge, smoke from the chimneys, distant snowy peaks, birds circling above the church tower, "
+               "children playing near the fountain, an old man feeding pigeons in the square, market stalls "
+               "with colorful awnings, highly detailed, sharp focus, warm colors")
+
+
+def base_request(**kw):
+    r = dict(prompt="", negative_prompt="", seed=1, subseed=-1, subseed_strength=0.0, sampler_name="Euler",
+             scheduler="Automatic", steps=5, cfg_scale=7.0, width=48, height=32, batch_size=1, n_iter=1,
+             eta=None, restore_faces=False, tiling=False, override_settings={})
+    r.update(kw)
+    return r
+
+
+def cases():
+    C = {}
+    C["t2i_euler"] = ("sd1", base_request(prompt="a photo of a red fox in the snow", seed=1,
+                                          override_settings={"sd_model_checkpoint": "sd1.safetensors"}))
+    C["t2i_euler_a_batch2"] = ("sd1", base_request(prompt="a cat sitting on a wooden chair", negative_prompt="blurry, low quality",
+                                                   sampler_name="Euler a", seed=2, batch_size=2, steps=4,
+                                                   override_settings={"sd_model_checkpoint": "sd1.ckpt"}))
+    C["t2i_dpmpp2m_karras_weights"] = ("sd1", base_request(prompt="a (red:1.3) fox in the (snow:0.8), (sunset:1.15)",
+                                                           sampler_name="DPM++ 2M", scheduler="Karras", seed=3, steps=6,
+                                                           override_settings={"sd_model_checkpoint": "sd1_diffusers"}))
+    C["t2i_long_prompt"] = ("sd1", base_request(prompt=LONG_PROMPT, negative_prompt="ugly", seed=4, width=32, height=64,
+                                                override_settings={"sd_model_checkpoint": "sd1.safetensors"}))
+    C["t2i_break"] = ("sd1", base_request(prompt="a house on a hill BREAK a blue sky with clouds",
+                                          negative_prompt="dark BREAK noisy", seed=5, sampler_name="DPM++ 2M",
+                                          scheduler="Automatic", steps=5,
+                                          override_settings={"sd_model_checkpoint": "sd1.safetensors"}))
+    C["t2i_clip_skip2"] = ("sd1", base_request(prompt="portrait of a knight, (armor:1.2)", seed=6,
+                                               override_settings={"sd_model_checkpoint": "sd1.safetensors",
+                                                                  "CLIP_stop_at_last_layers": 2}))
+    C["t2i_subseed"] = ("sd1", base_request(prompt="a lighthouse by the sea", sampler_name="Euler a", seed=7,
+                                            subseed=1234, subseed_strength=0.3, steps=4,
+                                            override_settings={"sd_model_checkpoint": "sd1.safetensors"}))
+    C["sd2v_euler"] = ("sd2", base_request(prompt="a futuristic city at night, (neon:1.2) lights",
+                                           negative_prompt="blurry", seed=8, steps=5,
+                                           override_settings={"sd_model_checkpoint": "sd2_v.safetensors"}))
+    C["i2i_euler_a"] = ("sd1", base_request(prompt="a watercolor landscape", sampler_name="Euler a", seed=9, steps=6,
+                                            init_images=["init.png"], denoising_strength=0.6, resize_mode=0,
+                                            override_settings={"sd_model_checkpoint": "sd1.safetensors"}))
+    inpaint = dict(init_images=["init.png"], mask="mask.png", mask_blur=0, inpainting_fill=1, inpaint_full_res=False,
+                   inpainting_mask_invert=0, resize_mode=0)
+    C["inpaint_sd1_euler"] = ("sd1", base_request(prompt="a red ball", seed=10, steps=6, denoising_strength=0.75,
+                                                  override_settings={"sd_model_checkpoint": "sd1.safetensors"}, **inpaint))
+    C["inpaint_9ch_dpmpp2m"] = ("inpaint", base_request(prompt="a red ball", negative_prompt="blurry", seed=11, steps=5,
+                                                        sampler_name="DPM++ 2M", scheduler="Karras", denoising_strength=1.0,
+                                                        override_settings={"sd_model_checkpoint": "sd1_inpainting.safetensors"},
+                                                        **inpaint))
+    return C
+
+
+def make_images(gen):
+    # a smooth colour gradient with a few blocks, 48x32 RGB; a binary mask (white = inpaint)
+    yy, xx = np.mgrid[0:32, 0:48].astype(np.float32)
+    img = np.stack([xx / 47 * 200 + 30, yy / 31 * 180 + 40, 128 + 60 * np.sin(xx / 7 + yy / 5)], axis=-1)
+    img[4:14, 6:20] = [220, 40, 60]
+    img += torch.rand(32, 48, 3, generator=gen).numpy() * 20
+    init = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    m = np.zeros((32, 48), np.uint8)
+    m[8:24, 16:40] = 255
+    return {"init.png": init, "mask.png": Image.fromarray(m, "L")}
+
+
+# --- checks on the prompt handling ------------------------------------------------------------------
+
+
+def check_prompts():
+    assert parse_prompt("a (red:1.3) fox in the (snow:0.8), (sunset:1.15)") == [
+        ["a ", 1.0], ["red", 1.3], [" fox in the ", 1.0], ["snow", 0.8], [", ", 1.0], ["sunset", 1.15]]
+    assert parse_prompt("a house on a hill BREAK a blue sky with clouds") == [
+        ["a house on a hill", 1.0], ["BREAK", -1], ["a blue sky with clouds", 1.0]]
+    assert parse_prompt("") == [["", 1.0]]
+    assert parse_prompt("portrait of a knight, (armor:1.2)") == [["portrait of a knight, ", 1.0], ["armor", 1.2]]
+    # The same prompts in the A1111 parser set (tests/data/prompt_weights), where present.
+    pw = os.path.join(ROOT, "tests", "data", "prompt_weights", "prompt_weights.json")
+    if os.path.exists(pw):
+        checked = 0
+        for c in json.load(open(pw))["cases"]:
+            t = c["text"]
+            if re.search(r"[\[\]\\]", t) or "(" in RE_WEIGHTED.sub("", t) or ")" in RE_WEIGHTED.sub("", t):
+                continue
+            if re.search(r":\s", t) or "AND" in t:
+                continue
+            try:
+                mine = parse_prompt(t)
+            except (AssertionError, ValueError):
+                continue
+            ref = [[a, float(b)] for a, b in c["a1111"]["result"]]
+            assert [[a, round(b, 6)] for a, b in mine] == [[a, round(b, 6)] for a, b in ref], (t, mine, ref)
+            checked += 1
+        print(f"parser agrees with A1111 on {checked} prompts of prompt_weights.json", file=sys.stderr)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def save_diffusers(path, unet, vae, text):
+    from diffusers import StableDiffusionPipeline
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.to(torch.float16)
+    pipe.save_pretrained(path, safe_serialization=True)
+    pipe.to(torch.float32)
+
+
+def check_layouts(sd1, unet, vae, text):
+    """The three SD1 layouts hold the same values: the .ckpt loads (weights_only) to the same dict, and
+    the diffusers folder holds the diffusers-named tensors the converters give."""
+    from safetensors.torch import load_file
+    ck = torch.load(os.path.join(OUT, "sd1.ckpt"), weights_only=True)
+    assert set(ck["state_dict"]) == set(sd1) and all(torch.equal(ck["state_dict"][k], sd1[k]) for k in sd1)
+    d = os.path.join(OUT, "sd1_diffusers")
+    for sub, fn, module in (("unet", "diffusion_pytorch_model.safetensors", unet),
+                            ("vae", "diffusion_pytorch_model.safetensors", vae), ("text_encoder", "model.safetensors", text)):
+        got = load_file(os.path.join(d, sub, fn))
+        ref = module.state_dict()
+        assert set(got) == set(ref), (sub, set(got) ^ set(ref))
+        assert all(got[k].dtype == torch.float16 and torch.equal(got[k].float(), ref[k]) for k in ref), sub
+    sched = json.load(open(os.path.join(d, "scheduler", "scheduler_config.json")))
+    assert torch.equal(ldm_alphas_cumprod(sched["beta_start"], sched["beta_end"], sched["num_train_timesteps"]),
+                       sd1["alphas_cumprod"])
+
+
+def unet_attention(cfg):
+    heads = cfg["attention_head_dim"]
+    heads = list(heads) if isinstance(heads, (list, tuple)) else [heads] * len(cfg["block_out_channels"])
+    dims = [c // h for c, h in zip(cfg["block_out_channels"], heads)]
+    assert all(c % h == 0 for c, h in zip(cfg["block_out_channels"], heads))
+    return {"heads_per_level": heads, "mid_block_heads": heads[-1], "head_dim_per_level": dims,
+            # which rule gives them (easel's UnetOptions: num_heads for SD 1.x, head_dim for SD 2.x)
+            "num_heads": heads[0] if len(set(heads)) == 1 else None,
+            "head_dim": dims[0] if len(set(dims)) == 1 and len(set(heads)) > 1 else None}
+
+
+def write_info(sd1_unet, inp_unet, sd2_unet, vae, acp):
+    def unet_info(u):
+        cfg = {k: v for k, v in dict(u.config).items() if not k.startswith("_")}
+        return {"diffusers_config": cfg, "attention": unet_attention(cfg), "norm_groups": cfg["norm_num_groups"]}
+    text1 = {"class": "transformers.CLIPTextModel", "config": SD1_TEXT, "prefix": "cond_stage_model.transformer.",
+             "output": "last_hidden_state; CLIP skip k > 1: final_layer_norm(hidden_states[-k])",
+             "pad_id": EOS, "heads": SD1_TEXT["num_attention_heads"]}
+    text2 = {"class": "open_clip.CLIP text tower (ldm FrozenOpenCLIPEmbedder, layer 'penultimate')",
+             "text_cfg": SD2_TEXT, "prefix": "cond_stage_model.model.",
+             "output": "ln_final(output of resblocks[:-1]) whatever CLIP skip is", "pad_id": 0,
+             "heads": SD2_TEXT["heads"]}
+    vae_info = {"diffusers_config": {k: v for k, v in dict(vae.config).items() if not k.startswith("_")},
+                "prefix": "first_stage_model.", "scale_factor": SCALE_FACTOR,
+                "norm_groups": vae.config.norm_num_groups}
+    sched = {"beta_schedule": "scaled_linear (ldm 'linear')", "linear_start": 0.00085, "linear_end": 0.012,
+             "num_timesteps": 1000, "alphas_cumprod": "float32 of ldm's float64 computation "
+             "(betas = linspace(sqrt(0.00085), sqrt(0.012), 1000, float64)^2; cumprod(1 - betas)); "
+             "stored as 'alphas_cumprod' in every single file; equal to it for the diffusers folder's "
+             "scheduler_config when computed the ldm way (float64)"}
+    sd1_common = {"family": "sd1", "prediction_type": "epsilon", "unet": unet_info(sd1_unet), "text_encoder": text1,
+                  "vae": vae_info, "schedule": sched, "same_weights_as": ["sd1.safetensors", "sd1.ckpt", "sd1_diffusers"]}
+    info = {
+        "versions": VERSIONS,
+        "models": {
+            "sd1.safetensors": dict(sd1_common, layout="original single file (ldm naming), safetensors, f16 + f32 alphas_cumprod + int64 position_ids"),
+            "sd1.ckpt": dict(sd1_common, layout="torch.save({'state_dict': <the sd1.safetensors dict>, 'global_step': 470000, 'epoch': 6}) (zip pickle)"),
+            "sd1_diffusers": dict(sd1_common, layout="diffusers folder (StableDiffusionPipeline.save_pretrained, f16, no tokenizer)"),
+            "sd1_inpainting.safetensors": {"family": "sd1", "variant": "inpainting (UNet in_channels 9: [latent 4, mask 1, masked-image latent 4])",
+                                           "prediction_type": "epsilon", "unet": unet_info(inp_unet), "text_encoder": text1,
+                                           "vae": vae_info, "schedule": sched, "layout": "original single file"},
+            "sd2_v.safetensors": {"family": "sd2", "prediction_type": "v",
+                                  "prediction_type_note": "v cannot be recognised from this file: ComfyUI's rule (std of output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09) needs a full-depth UNet; tests pass 'v' explicitly",
+                                  "unet": unet_info(sd2_unet), "text_encoder": text2, "vae": vae_info, "schedule": sched,
+                                  "layout": "original single file (open_clip text naming)"},
+        },
+    }
+    with open(os.path.join(OUT, "info.json"), "w") as f:
+        json.dump(info, f, indent=1, default=list)
+        f.write("\n")
+
+
+def main():
+    global TOKENIZER
+    TOKENIZER = Tokenizer()
+    check_prompts()
+    os.makedirs(OUT, exist_ok=True)
+    gen = torch.Generator().manual_seed(20240611)
+    acp = ldm_alphas_cumprod()
+
+    vae = make_vae(gen)
+    sd1_text = make_sd1_text(gen)
+    sd1_unet = make_unet(UNET_SD1, gen)
+    inp_unet = make_unet(UNET_SD1_INPAINT, gen)
+    sd2_text = make_sd2_text(gen)
+    sd2_unet = make_unet(UNET_SD2, gen)
+    vae_ldm = vae_to_ldm(vae)
+
+    files = {}
+    sd1 = single_file([unet_to_ldm(sd1_unet), vae_ldm, sd1_text_to_ldm(sd1_text)], acp)
+    save_file(sd1, os.path.join(OUT, "sd1.safetensors"), metadata=META)
+    torch.save({"state_dict": sd1, "global_step": 470000, "epoch": 6}, os.path.join(OUT, "sd1.ckpt"))
+    save_diffusers(os.path.join(OUT, "sd1_diffusers"), sd1_unet, vae, sd1_text)
+    inp = single_file([unet_to_ldm(inp_unet), vae_ldm, sd1_text_to_ldm(sd1_text)], acp)
+    save_file(inp, os.path.join(OUT, "sd1_inpainting.safetensors"), metadata=META)
+    sd2 = single_file([unet_to_ldm(sd2_unet), vae_ldm, sd2_text_to_ldm(sd2_text)], acp)
+    save_file(sd2, os.path.join(OUT, "sd2_v.safetensors"), metadata=META)
+
+    check_layouts(sd1, sd1_unet, vae, sd1_text)
+    write_info(sd1_unet, inp_unet, sd2_unet, vae, acp)
+
+    models = {
+        "sd1": {"kind": "sd1", "text": sd1_text, "unet": sd1_unet, "vae": vae, "alphas_cumprod": acp, "prediction": "eps"},
+        "inpaint": {"kind": "sd1", "text": sd1_text, "unet": inp_unet, "vae": vae, "alphas_cumprod": acp, "prediction": "eps"},
+        "sd2": {"kind": "sd2", "text": sd2_text, "unet": sd2_unet, "vae": vae, "alphas_cumprod": acp, "prediction": "v"},
+    }
+    models64 = {}
+    for k, m in models.items():
+        m64 = dict(m)
+        for part in ("unet", "vae"):  # the text encoder stays f32 (transformers' CLIP mask breaks in f64)
+            m64[part] = copy.deepcopy(m[part]).double()
+        models64[k] = m64
+    images = make_images(gen)
+    for name, im in images.items():
+        im.save(os.path.join(OUT, name))
+    images = {k: Image.open(os.path.join(OUT, k)) for k in images}
+
+    tensors, case_json = {}, {}
+    for cname, (mkey, req) in cases().items():
+        out, pngs, derived = run_case(models[mkey], req, images)
+        for k, v in out.items():
+            tensors[f"{cname}.{k}"] = v.float().contiguous().clone()
+        names = []
+        for i, im in enumerate(pngs):
+            fn = f"{cname}_{i}.png"
+            im.save(os.path.join(OUT, fn))
+            names.append(fn)
+        case_json[cname] = {"request": req, "model_file": req["override_settings"]["sd_model_checkpoint"],
+                            "prediction_type": models[mkey]["prediction"], "images": names, **derived}
+        out64, _, _ = run_case(models64[mkey], req, images, torch.float64)
+        dev = {}
+        for k in ("latents", "decoded"):
+            a, b = out[k].double(), out64[k]
+            dev[k] = {"max_abs_fp32_vs_fp64": float((a - b).abs().max()), "max_abs": float(b.abs().max())}
+        case_json[cname]["fp32_vs_fp64"] = dev
+        d = out["decoded"]
+        print(f"{cname}: {derived['unet_calls_per_step']} decoded range [{d.min():.3f}, {d.max():.3f}] "
+              f"latents std {out['latents'].std():.3f}", file=sys.stderr)
+
+    save_file(tensors, os.path.join(OUT, "cases.safetensors"), metadata=META)
+    with open(os.path.join(OUT, "cases.json"), "w") as f:
+        json.dump({"versions": VERSIONS, "cases": case_json}, f, indent=1)
+        f.write("\n")
+    total = 0
+    for dp, _, fs in os.walk(OUT):
+        total += sum(os.path.getsize(os.path.join(dp, x)) for x in fs)
+    print(f"wrote {OUT}: {total / 1e6:.2f} MB", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
