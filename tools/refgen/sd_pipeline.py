@@ -176,45 +176,11 @@ def make_sd2_text(gen):
 
 
 # --- diffusers naming -> original ldm naming (inverse of diffusers' converters) --------------------
-# unet: the same map as tools/refgen/unet_sd.py (wt-unet); vae: as tools/refgen/vae_kl.py (wt-vae).
 
-RESNET_RENAMES = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
-                  ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
-UNET_TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-            "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
-
-
-def _resnet_rest(rest):
-    for a, b in RESNET_RENAMES:
-        if rest.startswith(a + "."):
-            return b + rest[len(a):]
-    raise ValueError(rest)
-
-
-def unet_name_to_ldm(name, lpb, up_has_attention):
-    p = name.split(".")
-    for k, v in UNET_TOP.items():
-        if name.startswith(k + "."):
-            return v + name[len(k):]
-    if p[0] == "down_blocks":
-        b, kind = int(p[1]), p[2]
-        if kind == "downsamplers":
-            return f"input_blocks.{(b + 1) * (lpb + 1)}.0.op.{p[-1]}"
-        j, rest = int(p[3]), ".".join(p[4:])
-        i = 1 + b * (lpb + 1) + j
-        return f"input_blocks.{i}.0.{_resnet_rest(rest)}" if kind == "resnets" else f"input_blocks.{i}.1.{rest}"
-    if p[0] == "mid_block":
-        j, rest = int(p[2]), ".".join(p[3:])
-        return f"middle_block.{2 * j}.{_resnet_rest(rest)}" if p[1] == "resnets" else f"middle_block.1.{rest}"
-    if p[0] == "up_blocks":
-        b, kind = int(p[1]), p[2]
-        if kind == "upsamplers":
-            i = b * (lpb + 1) + lpb
-            return f"output_blocks.{i}.{2 if up_has_attention[b] else 1}.conv.{p[-1]}"
-        j, rest = int(p[3]), ".".join(p[4:])
-        i = b * (lpb + 1) + j
-        return f"output_blocks.{i}.0.{_resnet_rest(rest)}" if kind == "resnets" else f"output_blocks.{i}.1.{rest}"
-    raise ValueError(name)
+# The maps live with the UNet and VAE generators; this one reuses them.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from unet_sd import to_original as unet_name_to_ldm  # noqa: E402
+from vae_kl import diffusers_to_ldm as vae_names_to_ldm  # noqa: E402
 
 
 def unet_to_ldm(unet):
@@ -232,29 +198,8 @@ def unet_to_ldm(unet):
 
 def vae_to_ldm(vae):
     sd = vae.state_dict()
-    n = len(vae.config.block_out_channels)
-    out = {}
-    for k, v in sd.items():
-        o = k
-        for part in ("encoder", "decoder"):
-            o = o.replace(f"{part}.conv_norm_out.", f"{part}.norm_out.")
-            o = o.replace(f"{part}.mid_block.resnets.0.", f"{part}.mid.block_1.")
-            o = o.replace(f"{part}.mid_block.resnets.1.", f"{part}.mid.block_2.")
-            o = o.replace(f"{part}.mid_block.attentions.0.", f"{part}.mid.attn_1.")
-        for i in range(n):
-            o = o.replace(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.")
-            o = o.replace(f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.")
-            j = n - 1 - i
-            o = o.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{j}.block.")
-            o = o.replace(f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{j}.upsample.")
-        o = o.replace("conv_shortcut", "nin_shortcut")
-        if ".mid.attn_1." in o:
-            o = (o.replace("group_norm.", "norm.").replace("to_q.", "q.").replace("to_k.", "k.")
-                 .replace("to_v.", "v.").replace("to_out.0.", "proj_out."))
-            if o.endswith(".weight") and v.dim() == 2:
-                v = v[:, :, None, None]
-        assert o not in out, o
-        out["first_stage_model." + o] = v
+    names = vae_names_to_ldm(sd, len(vae.config.block_out_channels))
+    out = {"first_stage_model." + k: v for k, v in names.items()}
     back = convert_ldm_vae_checkpoint(out, dict(vae.config))
     assert set(back) == set(sd), set(back) ^ set(sd)
     for k, v in sd.items():
