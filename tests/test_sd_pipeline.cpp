@@ -64,7 +64,13 @@ GenerationParams request_params(const json& r, const fs::path& dir) {
   if (r.contains("override_settings")) p.clip_skip = r["override_settings"].value("CLIP_stop_at_last_layers", 1);
   if (r.contains("init_images")) p.init_image = (dir / r["init_images"][0].get<std::string>()).string();
   if (r.contains("mask")) p.mask = (dir / r["mask"].get<std::string>()).string();
-  p.denoising_strength = r.value("denoising_strength", 0.75);
+  p.denoising_strength = r.value("denoising_strength", p.denoising_strength);
+  p.resize_mode = r.value("resize_mode", p.resize_mode);
+  p.mask_blur = r.value("mask_blur", p.mask_blur);
+  p.inpainting_fill = r.value("inpainting_fill", p.inpainting_fill);
+  p.inpaint_full_res = r.value("inpaint_full_res", p.inpaint_full_res);
+  p.inpaint_full_res_padding = r.value("inpaint_full_res_padding", p.inpaint_full_res_padding);
+  p.inpainting_mask_invert = r.value("inpainting_mask_invert", p.inpainting_mask_invert);
   return p;
 }
 
@@ -80,10 +86,6 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
   for (const auto& [name, c] : cases.items()) {
     SCOPED_TRACE(name);
     const GenerationParams p = request_params(c["request"], dir);
-    if (!p.mask.empty()) {
-      // Inpainting is the next step of the pipeline; its cases are not checked yet.
-      continue;
-    }
     const std::string model_file = c["model_file"];
     if (!models.count(model_file)) {
       auto sd = StableDiffusion::load(dir / model_file, load_options(info["models"][model_file]));

@@ -4,10 +4,12 @@
 
 #include "io/image_tensor.h"
 #include "ops/ops.h"
+#include "pipelines/img2img_images.h"
 #include "pipelines/infotext.h"
 #include "pipelines/prompt_conditioning.h"
 #include "sampling/guidance.h"
 #include "sampling/image_rng.h"
+#include "sampling/masked_denoiser.h"
 #include "sampling/samplers.h"
 
 namespace easel {
@@ -76,29 +78,52 @@ Result<Tensor> StableDiffusion::conditioning(Context& ctx, const std::string& pr
   return cond.hidden;
 }
 
-Result<Tensor> StableDiffusion::init_latents(Context& ctx, const GenerationParams& p) const {
-  if (!vae_.has_encoder()) return Error("img2img needs the VAE's encoder, and this checkpoint's VAE has none");
-  EASEL_TRY(const Image image, read_image(p.init_image));
-  if (image.width != p.width || image.height != p.height)
-    return Error(cat(p.init_image, ": is ", image.width, "x", image.height, ", the request is ", p.width, "x", p.height,
-                     "; resizing the init image (resize_mode) is not supported yet"));
-  // A1111: np.array(img).astype(np.float32) / 255, then 2x - 1.
-  const Tensor pixels = ops::affine(ctx, image_to_tensor(image), 2.0f, -1.0f);
-  const Tensor moments = vae_.encode_moments(ctx, pixels);
+Tensor StableDiffusion::encode_latents(Context& ctx, const Tensor& pixels) const {
   // A1111 samples the posterior with torch's global generator (not reproducible from the seed);
   // we take its mean, as diffusers' "argmax" mode does.
-  const Tensor latent = ops::affine(ctx, VaeKl::moments_mean(moments), kLatentScale, 0.0f);
-  std::vector<Tensor> copies(size_t(p.batch_size), latent);
-  return ops::concat(ctx, copies, 0);
+  const Tensor moments = vae_.encode_moments(ctx, pixels);
+  return ops::affine(ctx, VaeKl::moments_mean(moments), kLatentScale, 0.0f);
+}
+
+Tensor StableDiffusion::inpainting_conditioning(Context& ctx, const Img2ImgImages* images, int64_t h,
+                                                int64_t w) const {
+  // processing.py inpainting_image_conditioning (inpainting_mask_weight 1): the image with the area
+  // to repaint blacked out (0 in [-1, 1]), encoded, after the pixel mask nearest-downsampled to the
+  // latent size. Without a mask (txt2img, plain img2img) the whole image is masked.
+  Tensor mask_small, masked_image;
+  if (images && images->mask) {
+    const Tensor mask = pixel_mask(*images->mask);
+    const Tensor source = ops::affine(ctx, image_to_tensor(images->image), 2.0f, -1.0f);
+    masked_image = ops::mul(ctx, source, ops::affine(ctx, mask, -1.0f, 1.0f));
+    // F.interpolate(mode="nearest") to 1/8 size picks pixel (8i, 8j).
+    std::vector<float> m = mask.to_vector<float>(), small;
+    for (int64_t i = 0; i < h; ++i)
+      for (int64_t j = 0; j < w; ++j) small.push_back(m[size_t(i * 8 * images->mask->width + j * 8)]);
+    mask_small = Tensor::from_vector(small, {1, 1, h, w});
+  } else {
+    masked_image = ops::zeros(ctx, Shape{1, 3, h * 8, w * 8});
+    mask_small = ops::full(ctx, Shape{1, 1, h, w}, 1.0f);
+  }
+  const Tensor parts[] = {mask_small, encode_latents(ctx, masked_image)};
+  return ops::concat(ctx, parts, 1);
 }
 
 Result<GenerationResult> StableDiffusion::generate(Context& ctx, const GenerationParams& p,
                                                    const std::function<void(const GeneratedImage&)>& on_image) const {
   EASEL_TRY_STATUS(validate(p));
   EASEL_TRY(const auto choice, sampling::parse_sampler_and_schedule(p.sampler_name, p.scheduler));
-  if (!p.mask.empty()) return Error("inpainting (mask): not in this build yet");
   const SdCheckpointInfo& info = checkpoint_.info();
-  if (info.inpainting) return Error("this is an inpainting checkpoint: it needs an init image and a mask");
+  if (p.is_img2img() && !vae_.has_encoder())
+    return Error("img2img needs the VAE's encoder, and this checkpoint's VAE has none");
+  std::optional<Img2ImgImages> images;
+  if (p.is_img2img()) {
+    EASEL_TRY(const Image init, read_image(p.init_image));
+    std::optional<Image> mask;
+    if (!p.mask.empty()) {
+      EASEL_TRY(mask, read_image(p.mask));
+    }
+    EASEL_TRY(images, prepare_img2img_images(init, mask, p));
+  }
 
   return catch_errors([&]() -> Result<GenerationResult> {
     GenerationResult result;
@@ -120,9 +145,31 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
 
     // The guided model output for the samplers. Cond and uncond run as one batch when their token
     // counts agree; otherwise as two calls, as A1111 does with pad_cond_uncond off.
+    const int64_t c = unet_.config().out_channels, h = p.height / 8, w = p.width / 8;
+    Tensor init;  // img2img: the init image's latents, one per batch image
+    if (images) {
+      const Tensor latent = encode_latents(ctx, ops::affine(ctx, image_to_tensor(images->image), 2.0f, -1.0f));
+      std::vector<Tensor> copies(size_t(p.batch_size), latent);
+      init = ops::concat(ctx, copies, 0);
+      ctx.trace("init_latent", init);
+    }
+    // 9-channel inpainting UNets see [x, mask, masked-image latents] (ldm "hybrid" conditioning).
+    Tensor image_cond;
+    if (info.inpainting) {
+      image_cond = inpainting_conditioning(ctx, images ? &*images : nullptr, h, w);
+      std::vector<Tensor> copies(size_t(p.batch_size), image_cond);
+      image_cond = ops::concat(ctx, copies, 0);
+      ctx.trace("image_conditioning", image_cond);
+    }
+
     const float cfg_scale = float(p.cfg_scale), phi = float(p.guidance_rescale);
-    const sampling::ModelFn model = [&](Context& c, const Tensor& x_in, float t) -> Tensor {
-      const int64_t n = x_in.size(0);
+    const sampling::ModelFn model = [&](Context& c, const Tensor& x_latent, float t) -> Tensor {
+      const int64_t n = x_latent.size(0);
+      Tensor x_in = x_latent;
+      if (image_cond.defined()) {
+        const Tensor parts[] = {x_latent, image_cond};
+        x_in = ops::concat(c, parts, 1);
+      }
       const Tensor ts = ops::full(c, Shape{n}, t);
       Tensor out_cond, out_uncond;
       if (cond.size(1) == uncond.size(1)) {
@@ -139,14 +186,19 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       Tensor guided = sampling::cfg(c, out_uncond, out_cond, cfg_scale);
       return phi > 0 ? sampling::rescale_cfg(c, guided, out_cond, phi) : guided;
     };
-    const sampling::CompVisDenoiser denoiser(schedule_, prediction_, model);
+    const sampling::CompVisDenoiser unmasked(schedule_, prediction_, model);
+    // Inpainting: the latent mask (1 = repaint) and the blend at every model call.
+    std::optional<sampling::LatentBlend> blend;
+    if (images && images->mask) {
+      blend = sampling::LatentBlend{latent_mask(*images->mask, c, h, w), init};
+      ctx.trace("nmask", blend->nmask.select(0, 0));
+    }
+    std::optional<sampling::MaskedDenoiser> masked;
+    if (blend) masked.emplace(unmasked, *blend);
+    const sampling::Denoiser& denoiser = masked ? static_cast<const sampling::Denoiser&>(*masked) : unmasked;
     const sampling::Plan plan = p.is_img2img()
                                     ? sampling::plan_img2img(choice, denoiser, p.steps, float(p.denoising_strength))
                                     : sampling::plan_txt2img(choice, denoiser, p.steps);
-    Tensor init;
-    if (p.is_img2img()) {
-      EASEL_TRY(init, init_latents(ctx, p));
-    }
     sampling::SamplerOptions sampler_options;
     sampler_options.s_noise = float(p.s_noise);
 
@@ -157,7 +209,6 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
         sampling::sampler_info(choice.sampler).automatic != sampling::ScheduleType::Uniform)
       resolved_schedule = sampling::sampler_info(choice.sampler).automatic;
 
-    const int64_t c = unet_.config().out_channels, h = p.height / 8, w = p.width / 8;
     for (int iter = 0; iter < p.n_iter; ++iter) {
       sampling::SeedParams seeds;
       seeds.seeds.assign(all_seeds.begin() + iter * p.batch_size, all_seeds.begin() + (iter + 1) * p.batch_size);
@@ -179,6 +230,8 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
         if (s.denoised.defined()) ctx.trace(cat("denoised", s.step + 1), s.denoised);
       };
       EASEL_TRY(Tensor latents, sampling::sample(ctx, plan, denoiser, x, noise, sampler_options, on_step));
+      // Inpainting keeps the init latents outside the mask exactly (processing.py sample()).
+      if (blend) latents = sampling::blend_latents(ctx, latents, init, blend->nmask);
       ctx.trace("latents", latents);
       result.timings.sampling_s += seconds_since(ts);
       result.timings.steps += plan.steps();
@@ -192,6 +245,7 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       for (int i = 0; i < p.batch_size; ++i) {
         const int index = iter * p.batch_size + i;
         EASEL_TRY(Image image, tensor_to_image(pixels.select(0, i), PixelRounding::Truncate));
+        if (images) image = apply_overlay(image, *images);
         ImageProvenance prov;
         prov.seed = all_seeds[size_t(index)];
         prov.subseed = all_subseeds[size_t(index)];
