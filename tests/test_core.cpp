@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "core/allocator.h"
 #include "core/half.h"
 #include "core/tensor.h"
@@ -52,9 +54,44 @@ TEST(Allocator, ReusesFreedBlocks) {
     EXPECT_GE(alloc.stats().in_use, 4000u);
   }
   EXPECT_EQ(alloc.stats().in_use, 0u);
-  Tensor b = Tensor::empty(alloc, {999}, DType::F32);  // same size class
+  Tensor b = Tensor::empty(alloc, {999}, DType::F32);  // fits where a was
   EXPECT_EQ(b.raw(), first);
-  alloc.release_cached();
+  alloc.trim();
+}
+
+// Freed neighbours merge, so a later, larger tensor reuses their memory instead of growing the arena.
+TEST(Allocator, MergesFreedNeighbours) {
+  HostAllocator alloc;
+  auto a = std::make_optional(Tensor::empty(alloc, {1 << 20}, DType::F32));
+  auto b = std::make_optional(Tensor::empty(alloc, {1 << 20}, DType::F32));
+  Tensor c = Tensor::empty(alloc, {16}, DType::F32);
+  void* first = a->raw();
+  const size_t extent = alloc.stats().extent;
+  a.reset();
+  b.reset();
+  EXPECT_EQ(alloc.stats().cached, size_t(8) << 20);
+  Tensor big = Tensor::empty(alloc, {2 << 20}, DType::F32);  // exactly a + b
+  EXPECT_EQ(big.raw(), first);
+  EXPECT_EQ(alloc.stats().extent, extent);
+  EXPECT_EQ(alloc.stats().cached, 0u);
+  EXPECT_EQ(alloc.stats().peak_in_use, alloc.stats().in_use);
+}
+
+// trim() gives back the free range at the top; the allocator keeps working afterwards.
+TEST(Allocator, TrimReturnsFreeMemory) {
+  HostAllocator alloc;
+  Tensor keep = Tensor::empty(alloc, {16}, DType::F32);
+  {
+    Tensor big = Tensor::empty(alloc, {4 << 20}, DType::F32);
+    big.data<float>()[0] = 1.0f;
+  }
+  EXPECT_GE(alloc.stats().extent, size_t(16) << 20);
+  alloc.trim();
+  EXPECT_LT(alloc.stats().extent, size_t(1) << 20);
+  EXPECT_EQ(alloc.stats().cached, 0u);
+  Tensor again = Tensor::empty(alloc, {4 << 20}, DType::F32);
+  again.data<float>()[(4 << 20) - 1] = 2.0f;
+  EXPECT_EQ(alloc.stats().in_use, size_t(64 + (16 << 20)));
 }
 
 TEST(ThreadPool, CoversRangeOnceAndPropagatesErrors) {

@@ -419,6 +419,30 @@ TEST_F(LinalgTest, Conv2dBlockedLayoutMatchesReference) {
       }
 }
 
+// Large convolutions run in bands of output rows, each with its own share of the padding; cut the
+// blocked cases into bands of one row and of a few rows (a remainder band included).
+TEST_F(LinalgTest, Conv2dInBandsOfRowsMatchesReference) {
+  int64_t& band_bytes = static_cast<CpuBackend&>(ctx.backend()).impl().conv_band_bytes;
+  const int64_t saved = band_bytes;
+  const ConvCase cases[] = {
+      {1, 3, 33, 31, 8, 3, 3, params(1, 1)},         // 3x3, pad 1
+      {2, 16, 40, 40, 24, 3, 3, params(2, 1)},       // stride 2, batch 2
+      {1, 12, 24, 24, 8, 3, 3, params(1, 2, 2)},     // dilation: a halo of 2 rows each side
+      {2, 8, 17, 17, 12, 3, 3, params(1, 1, 1, 4)},  // groups
+      {1, 5, 25, 30, 7, 2, 4, rect_params()},        // rectangular kernel, per-axis params
+      {1, 4, 35, 35, 5, 5, 5, params(2, 2)},         // 5x5, stride 2: bands start between rows
+  };
+  uint32_t seed = 9000;
+  for (const int64_t bytes : {int64_t(1), int64_t(2000)})
+    for (const auto& c : cases)
+      for (DType wt : {DType::F32, DType::F16}) {
+        seed += 3;
+        band_bytes = bytes;
+        run_conv_case(ctx, c, wt, seed % 2 ? Layout::Contiguous : Layout::Strided, seed % 2 == 0, seed % 4 == 1, seed);
+      }
+  band_bytes = saved;
+}
+
 TEST_F(LinalgTest, Conv2dCachesReadOnlyWeightsCorrectly) {
   auto& cache = static_cast<CpuBackend&>(ctx.backend()).impl().conv_weights;
   // 16x16 output: blocked layout, packed weight cached. 8x8: plain layout, where only a

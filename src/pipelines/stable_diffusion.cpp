@@ -262,6 +262,8 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
         result.images.push_back(std::move(out));
       }
     }
+    // Give the activations' memory back: an idle server should not hold a VAE decode's worth.
+    ctx.allocator().trim();
     return result;
   });
 }

@@ -16,6 +16,13 @@
 // 16x16, and 0% / 70% at 8x8 (plain layout: only f16 needs converting). So a read-only
 // (checkpoint) weight of a conv with at most kCacheMaxPixels output pixels keeps its prepared form
 // in the bounded PackedWeightCache; any other weight is prepared per call into scratch.
+//
+// Memory. The blocked copies of a large activation double what a convolution holds: at the SD
+// VAE's last level (256 channels at 512x512, 268 MB a tensor) the input, its blocked copy, the
+// blocked output and the output made 1.1 GB. Convolutions whose blocked copies would pass
+// 4 x CpuBackend::Impl::conv_band_bytes therefore run in bands of output rows, each band's input rows (with the kernel's
+// halo, padded only at the image's top and bottom) reordered into a small scratch buffer and
+// its output reordered straight into place.
 #include <algorithm>
 #include <unordered_map>
 
@@ -35,11 +42,14 @@ constexpr int64_t kBlockedMinPixels = 256;
 // Output pixels up to which a read-only weight's prepared form is cached.
 constexpr int64_t kCacheMaxPixels = 1024;
 
-// The convolution's geometry, in oneDNN's terms.
+
+// The convolution's geometry, in oneDNN's terms. A band of rows has its own H, Ho and vertical
+// padding (pad_top / pad_bottom: the image's padding where the band touches its edge, else 0).
 struct ConvShape {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo, groups;
   Conv2dParams p;
   bool has_bias;
+  int64_t pad_top, pad_bottom;
 
   Dims src() const { return {N, C, H, W}; }
   Dims dst() const { return {N, O, Ho, Wo}; }
@@ -53,14 +63,14 @@ struct ConvShape {
   // oneDNN splits the work for the thread count it sees when the primitive is created, so that
   // count is part of the key (as in oneDNN's own primitive cache).
   cpu::ConvKey key(int threads) const {
-    return {{N, C, H, W, O, kh, kw, groups, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
-             has_bias, p.relu, threads}};
+    return {{N, C, H, W, O, kh, kw, groups, p.stride_h, p.stride_w, pad_top, pad_bottom, p.pad_w, p.dilation_h,
+             p.dilation_w, has_bias, p.relu, threads}};
   }
 };
 
 ConvShape conv_shape(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, const Tensor& out) {
-  return ConvShape{x.size(0), x.size(1), x.size(2),  x.size(3),  w.size(0), w.size(2), w.size(3),
-                   out.size(2), out.size(3), p.groups, p,          bias.defined()};
+  return ConvShape{x.size(0),   x.size(1),   x.size(2), x.size(3), w.size(0),      w.size(2), w.size(3),
+                   out.size(2), out.size(3), p.groups, p,         bias.defined(), p.pad_h,   p.pad_h};
 }
 
 std::shared_ptr<const cpu::ConvPlan> make_plan(const ConvShape& s, const dnnl::engine& engine) {
@@ -69,7 +79,7 @@ std::shared_ptr<const cpu::ConvPlan> make_plan(const ConvShape& s, const dnnl::e
   const memory::desc src(s.src(), dt::f32, act), dst(s.dst(), dt::f32, act);
   const memory::desc weights(s.weights(), dt::f32, s.blocked() ? tag::any : plain_weights);
   const memory::desc bias = s.has_bias ? memory::desc({s.O}, dt::f32, tag::x) : memory::desc();
-  const Dims strides{s.p.stride_h, s.p.stride_w}, pads{s.p.pad_h, s.p.pad_w};
+  const Dims strides{s.p.stride_h, s.p.stride_w}, pads_l{s.pad_top, s.p.pad_w}, pads_r{s.pad_bottom, s.p.pad_w};
   // oneDNN counts dilation from 0 (no dilation), torch from 1.
   const Dims dilation{s.p.dilation_h - 1, s.p.dilation_w - 1};
   dnnl::primitive_attr attr;
@@ -80,7 +90,7 @@ std::shared_ptr<const cpu::ConvPlan> make_plan(const ConvShape& s, const dnnl::e
     attr.set_post_ops(ops);
   }
   dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                       weights, bias, dst, strides, dilation, pads, pads);
+                                       weights, bias, dst, strides, dilation, pads_l, pads_r);
   dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
   return std::make_shared<const cpu::ConvPlan>(cpu::ConvPlan{pd, dnnl::convolution_forward(pd)});
 }
@@ -157,48 +167,80 @@ std::shared_ptr<const cpu::ConvPlan> conv_plan(CpuBackend::Impl& impl, const Con
   return plan;
 }
 
+// The rows of the output each band makes: all of them, or bands whose blocked input and output
+// stay near band_bytes.
+int64_t band_rows(const ConvShape& s, int64_t band_bytes) {
+  if (!s.blocked()) return s.Ho;
+  const int64_t row_bytes = s.N * std::max(s.C * s.W * s.p.stride_h, s.O * s.Wo) * int64_t(sizeof(float));
+  if (row_bytes * s.Ho <= band_bytes * 4) return s.Ho;
+  return std::clamp<int64_t>(band_bytes / row_bytes, 1, s.Ho);
+}
+
 }  // namespace
 
 void CpuBackend::conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
                         Tensor& out) {
-  const ConvShape s = conv_shape(x, w, bias, p, out);
+  const ConvShape whole = conv_shape(x, w, bias, p, out);
   cpu::DnnlThreads threads(ctx);
-  const std::shared_ptr<const cpu::ConvPlan> plan = conv_plan(*impl_, s, ctx.threads());
-  const auto& pd = plan->pd;
   CallState call{ctx, impl_->engine, dnnl::stream(impl_->engine), {}};
 
-  // Input: in place when the primitive takes it as it is, else reordered (any strides).
+  // A view oneDNN can read the input through (any strides), else a contiguous copy.
   Tensor xs = x;
-  memory::desc x_desc;
-  if (!strided_desc(x, s.src(), {x.stride(0), x.stride(1), x.stride(2), x.stride(3)}, x_desc)) {
+  Dims x_strides{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  memory::desc probe;
+  if (!strided_desc(x, whole.src(), x_strides, probe)) {
     xs = cpu::to_contiguous_f32(ctx, x);
-    x_desc = memory::desc(s.src(), dt::f32, tag::nchw);
+    x_strides = {xs.stride(0), xs.stride(1), xs.stride(2), xs.stride(3)};
   }
-  memory src = cpu::wrap(x_desc, call.engine, xs.raw());
-  if (pd.src_desc() != x_desc) {
-    const memory blocked = cpu::scratch_memory(ctx, pd.src_desc(), call.engine, call.keep);
-    call.reorder(src, blocked);
-    src = blocked;
-  }
-
-  const memory weights = prepare_weights(call, impl_->conv_weights, w, s, pd.weights_desc());
   Tensor bias_f32;
   const float* b = cpu::f32_vector(ctx, bias, bias_f32);
+  const Dims out_strides{whole.O * whole.Ho * whole.Wo, whole.Ho * whole.Wo, whole.Wo, 1};
 
-  const memory::desc out_desc(s.dst(), dt::f32, tag::nchw);
-  const memory user_dst = cpu::wrap(out_desc, call.engine, out.raw());
-  const bool direct_out = pd.dst_desc() == out_desc;
-  const memory dst = direct_out ? user_dst : cpu::scratch_memory(ctx, pd.dst_desc(), call.engine, call.keep);
+  const int64_t rows = band_rows(whole, impl_->conv_band_bytes);
+  const int64_t extent = (whole.kh - 1) * p.dilation_h + 1;  // input rows one output row reads
+  memory weights;
+  memory::desc weights_layout;
+  for (int64_t oh0 = 0; oh0 < whole.Ho; oh0 += rows) {
+    // This band's output rows [oh0, oh1) read input rows [ih0, ih1), clipped to the image; what
+    // the clipping removes is the band's share of the padding.
+    ConvShape s = whole;
+    const int64_t oh1 = std::min(oh0 + rows, whole.Ho);
+    const int64_t ih0 = oh0 * p.stride_h - p.pad_h, ih1 = (oh1 - 1) * p.stride_h - p.pad_h + extent;
+    s.pad_top = std::max<int64_t>(0, -ih0);
+    s.pad_bottom = std::max<int64_t>(0, ih1 - whole.H);
+    s.H = std::min(ih1, whole.H) - std::max<int64_t>(ih0, 0);
+    s.Ho = oh1 - oh0;
+    const std::shared_ptr<const cpu::ConvPlan> plan = conv_plan(*impl_, s, ctx.threads());
+    const auto& pd = plan->pd;
 
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, src},
-      {DNNL_ARG_WEIGHTS, weights},
-      {DNNL_ARG_DST, dst},
-      {DNNL_ARG_SCRATCHPAD, cpu::scratch_memory(ctx, pd.scratchpad_desc(), call.engine, call.keep)}};
-  if (b) args.emplace(DNNL_ARG_BIAS, cpu::wrap(pd.bias_desc(), call.engine, const_cast<float*>(b)));
-  plan->primitive.execute(call.stream, args);
-  if (!direct_out) call.reorder(dst, user_dst);
-  call.stream.wait();
+    std::vector<Tensor> band;  // this band's scratch, back to the allocator before the next band
+    memory::desc x_desc, out_desc;
+    strided_desc(xs, s.src(), x_strides, x_desc);
+    memory src = cpu::wrap(x_desc, call.engine, static_cast<float*>(xs.raw()) + std::max<int64_t>(ih0, 0) * x_strides[2]);
+    if (pd.src_desc() != x_desc) {
+      const memory blocked = cpu::scratch_memory(ctx, pd.src_desc(), call.engine, band);
+      call.reorder(src, blocked);
+      src = blocked;
+    }
+    if (!weights || pd.weights_desc() != weights_layout) {
+      weights_layout = pd.weights_desc();
+      weights = prepare_weights(call, impl_->conv_weights, w, s, weights_layout);
+    }
+    strided_desc(out, s.dst(), out_strides, out_desc);
+    const memory user_dst = cpu::wrap(out_desc, call.engine, static_cast<float*>(out.raw()) + oh0 * whole.Wo);
+    const bool direct_out = pd.dst_desc() == out_desc;
+    const memory dst = direct_out ? user_dst : cpu::scratch_memory(ctx, pd.dst_desc(), call.engine, band);
+
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src},
+        {DNNL_ARG_WEIGHTS, weights},
+        {DNNL_ARG_DST, dst},
+        {DNNL_ARG_SCRATCHPAD, cpu::scratch_memory(ctx, pd.scratchpad_desc(), call.engine, band)}};
+    if (b) args.emplace(DNNL_ARG_BIAS, cpu::wrap(pd.bias_desc(), call.engine, const_cast<float*>(b)));
+    plan->primitive.execute(call.stream, args);
+    if (!direct_out) call.reorder(dst, user_dst);
+    call.stream.wait();
+  }
 }
 
 }  // namespace easel

@@ -105,9 +105,15 @@ struct CpuBackend::Impl {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
 
   // Prepared f32 conv weights of read-only checkpoints (see conv.cpp for which). A bound, not a
-  // working set: 1 GiB is about the packed 3x3 weights of SD1.5's 32x32 and 16x16 UNet levels;
-  // weights past it are prepared per call, ~10% slower at 16x16.
-  cpu::PackedWeightCache conv_weights{size_t(1) << 30};
+  // working set: preparing a weight per call costs most at 8x8 (SD's deepest UNet level), and
+  // 256 MiB holds a few of those; a whole SD 1.5 UNet step at 512x512 measured the same with a
+  // 1 GiB cache as with none (7.2 s), so more would only add to the memory a generation holds.
+  cpu::PackedWeightCache conv_weights{size_t(256) << 20};
+
+  // Convolutions whose blocked input or output would pass 4x this run in bands of output rows of
+  // about this size (conv.cpp): a few dozen rows of a large image, enough for oneDNN's kernels to
+  // run at full speed. Tests lower it to cut small convolutions into many bands.
+  int64_t conv_band_bytes = int64_t(16) << 20;
 
   std::mutex conv_plans_mutex;
   std::map<cpu::ConvKey, std::shared_ptr<const cpu::ConvPlan>> conv_plans;
