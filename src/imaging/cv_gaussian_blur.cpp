@@ -57,6 +57,8 @@ Image cv2_gaussian_blur(const Image& gray, int kx, int ky, double sigma_x, doubl
   if (ky <= 0 && sigma_y > 0) ky = cv_round(sigma_y * 3 * 2 + 1) | 1;
   EASEL_CHECK(kx > 0 && kx % 2 == 1 && ky > 0 && ky % 2 == 1,
               "cv2_gaussian_blur: kernel size must be odd and positive, got ", kx, "x", ky);
+  EASEL_CHECK(kx <= (1 << 20) && ky <= (1 << 20), "cv2_gaussian_blur: kernel ", kx, "x", ky,
+              " is too large");
   const std::vector<uint16_t> fx = cv_gaussian_kernel_fixed8(kx, std::max(sigma_x, 0.0));
   const std::vector<uint16_t> fy = cv_gaussian_kernel_fixed8(ky, std::max(sigma_y, 0.0));
 

@@ -100,7 +100,9 @@ Image gaussian_blur(const Image& im, float radius) {
   out.text.clear();
   if (radius == 0) return out;  // ImageFilter.GaussianBlur.filter: radius 0 is a copy
   const float r = extended_box_radius(radius, kPasses);
-  EASEL_CHECK(r < 2147483648.0f, "gaussian_blur: radius too large");
+  // Pillow refuses r >= 2^31; its int arithmetic on the box bounds overflows well before that,
+  // so we stop at 2^28 (a box hundreds of millions of pixels wide: the image's mean long before).
+  EASEL_CHECK(r < 268435456.0f, "gaussian_blur: radius too large: ", radius);
   // ImagingBoxBlur: all passes along x, then all along y; a zero extended radius skips the axis.
   if (r != 0)
     for (int i = 0; i < kPasses; ++i) box_blur_pass(out, r, true);

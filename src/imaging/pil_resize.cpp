@@ -141,8 +141,9 @@ constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
 void resample_horizontal(const Image& in, Image& out, int row0, const Coefficients& c) {
   const int ch = in.channels;
   for (int yy = 0; yy < out.height; ++yy) {
-    const uint8_t* line = &in.pixels[size_t(yy + row0) * in.width * ch];
-    uint8_t* dst = &out.pixels[size_t(yy) * out.width * ch];
+    // Pointer arithmetic, not operator[]: a range with no taps may start one past the end.
+    const uint8_t* line = in.pixels.data() + size_t(yy + row0) * in.width * ch;
+    uint8_t* dst = out.pixels.data() + size_t(yy) * out.width * ch;
     for (int xx = 0; xx < out.width; ++xx) {
       const int32_t* k = &c.k[size_t(xx) * c.ksize];
       const uint8_t* src = line + size_t(c.first[xx]) * ch;
@@ -161,8 +162,8 @@ void resample_vertical(const Image& in, Image& out, const Coefficients& c) {
   const size_t stride = size_t(in.width) * ch;
   for (int yy = 0; yy < out.height; ++yy) {
     const int32_t* k = &c.k[size_t(yy) * c.ksize];
-    const uint8_t* src = &in.pixels[size_t(c.first[yy]) * stride];
-    uint8_t* dst = &out.pixels[size_t(yy) * stride];
+    const uint8_t* src = in.pixels.data() + size_t(c.first[yy]) * stride;  // may be the end: no taps
+    uint8_t* dst = out.pixels.data() + size_t(yy) * stride;
     for (size_t i = 0; i < stride; ++i) {
       int32_t ss = kHalf;
       for (int y = 0; y < c.count[yy]; ++y) ss += src[y * stride + i] * k[y];

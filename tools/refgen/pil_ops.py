@@ -178,7 +178,10 @@ def resize_cases(c):
     for mode_key in ("rgb", "rgba"):
         src, f = c.input(mode_key)
         for bname, (box, size) in boxes.items():
-            for fname in ("nearest", "bicubic", "lanczos"):
+            # Zero-extent boxes with every filter: BOX at the bottom / right edge has no taps at
+            # all (Pillow writes 0).
+            filters = FILTERS if bname.startswith("zero") else ("nearest", "bicubic", "lanczos")
+            for fname in filters:
                 c.add(f"resize_box_{mode_key}_{bname}_{fname}", "resize",
                       {"width": size[0], "height": size[1], "filter": fname, "box": list(box)},
                       [(src, f)], src.resize(size, FILTERS[fname], box=box))
