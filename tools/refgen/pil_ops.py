@@ -10,6 +10,7 @@ noise, hard edges, soft alpha and soft-edged masks) and stores inputs and output
 tests/data/pil_ops/README.md. Deterministic: two runs write identical bytes.
 """
 
+import io
 import json
 import os
 import platform
@@ -120,9 +121,18 @@ def as_png_image(im):
     return im
 
 
+SAVED = {}  # PNG bytes -> the file that already holds them: identical results share one file
+
+
 def save(im, name):
-    as_png_image(im).save(os.path.join(OUT, name), optimize=False, compress_level=9)
-    return {"file": name, "mode": im.mode, "width": im.width, "height": im.height}
+    buf = io.BytesIO()
+    as_png_image(im).save(buf, "PNG", optimize=False, compress_level=9)
+    data = buf.getvalue()
+    if data not in SAVED:
+        with open(os.path.join(OUT, name), "wb") as fh:
+            fh.write(data)
+        SAVED[data] = name
+    return {"file": SAVED[data], "mode": im.mode, "width": im.width, "height": im.height}
 
 
 class Cases:
