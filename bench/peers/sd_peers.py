@@ -8,7 +8,7 @@ and each as a ratio to easel. Developer tooling only: needs the peers' Python pa
   sd.cpp:    python3 -m venv ../venv-peers && ../venv-peers/bin/pip install stable-diffusion-cpp-python
   diffusers: the refgen venv (tools/refgen/requirements.txt)
 
-  python3 bench/peers/sd_peers.py --model /work/bench-models/sd15_f16.safetensors --threads 2 \
+  python3 bench/peers/sd_peers.py --model /work/bench-models/sd15_random.safetensors --threads 2 \
       --easel build/easel --sdcpp-python ../venv-peers/bin/python --diffusers-python ../venv-refgen/bin/python
 """
 import argparse
@@ -52,31 +52,47 @@ def child_sdcpp(args):
 
 
 def child_diffusers(args):
+    """diffusers + torch (f32 on the CPU). from_single_file would fetch configs from the Hub, so the
+    modules are built from the SD 1.5 configs of tools/bench/make_sd_checkpoints.py and loaded from the
+    single file through diffusers' own ldm converters. The text encoder runs on fixed token ids (its
+    time is not compared; no tokenizer files are needed)."""
     import torch
-    from diffusers import StableDiffusionPipeline, EulerDiscreteScheduler
+    from safetensors.torch import load_file
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint)
+    from transformers import CLIPTextConfig, CLIPTextModel
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "bench"))
+    import make_sd_checkpoints as M
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    pipe = StableDiffusionPipeline.from_single_file(args.model, torch_dtype=torch.float32, safety_checker=None)
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    ckpt = load_file(args.model)  # f16; load_state_dict copies into the f32 modules
+    unet = UNet2DConditionModel(**M.SD15_UNET).eval()
+    unet.load_state_dict(convert_ldm_unet_checkpoint(ckpt, dict(unet.config)))
+    vae = AutoencoderKL(**M.VAE).eval()
+    vae.load_state_dict(convert_ldm_vae_checkpoint(ckpt, dict(vae.config)))
+    text = CLIPTextModel(CLIPTextConfig(**M.CLIP_L)).eval()
+    text.load_state_dict(convert_ldm_clip_checkpoint(ckpt), strict=False)
+    del ckpt
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     t_load = time.perf_counter() - t0
     step_times = []
-    last = [0.0]
-
-    def on_step(p, i, t, kw):
-        now = time.perf_counter()
-        step_times.append(now - last[0])
-        last[0] = now
-        return kw
-
     with torch.no_grad():
         t1 = time.perf_counter()
-        prompt_embeds = pipe.encode_prompt(PROMPT, "cpu", 1, True)
-        last[0] = time.perf_counter()
-        latents = pipe(prompt_embeds=prompt_embeds[0], negative_prompt_embeds=prompt_embeds[1], width=args.size,
-                       height=args.size, num_inference_steps=args.steps, guidance_scale=7.0, output_type="latent",
-                       generator=torch.Generator().manual_seed(1), callback_on_step_end=on_step).images
+        ids = torch.tensor([[49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 49407] + [49407] * 67])
+        empty = torch.tensor([[49406, 49407] + [49407] * 75])
+        context = torch.cat([text(empty)[0], text(ids)[0]])
+        sched.set_timesteps(args.steps)
+        g = torch.Generator().manual_seed(1)
+        latents = torch.randn(1, 4, args.size // 8, args.size // 8, generator=g) * sched.init_noise_sigma
+        for t in sched.timesteps:
+            ts = time.perf_counter()
+            x_in = sched.scale_model_input(torch.cat([latents] * 2), t)
+            uncond, cond = unet(x_in, t, encoder_hidden_states=context).sample.chunk(2)
+            latents = sched.step(uncond + 7.0 * (cond - uncond), t, latents).prev_sample
+            step_times.append(time.perf_counter() - ts)
         t_vae = time.perf_counter()
-        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+        vae.decode(latents / vae.config.scaling_factor).sample
         vae_s = time.perf_counter() - t_vae
         total = time.perf_counter() - t1
     return {"load_s": t_load, "total_s": total, "step_s": sum(step_times) / len(step_times), "vae_s": vae_s}
@@ -123,6 +139,7 @@ def main():
     ap.add_argument("--diffusers-python", default=sys.executable)
     ap.add_argument("--engines", default="easel,sdcpp,diffusers")
     args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
     if args.child:
         r = CHILDREN[args.child](args)
         # Peak RSS of this process and of its own children (easel runs as one), in bytes.
