@@ -65,6 +65,11 @@ Result<Img2ImgImages> prepare_img2img_images(const Image &init, const std::optio
         "on it too (its overlay stays at the "
         "init image's size and its latents at the request's); use "
         "resize_mode 0, 1 or 2 with a mask");
+  // A1111 encodes the init image at its own size here; easel's VAE encoder takes whole latent pixels only.
+  if (mode == ResizeMode::LatentUpscale && (init.width % 8 || init.height % 8))
+    return Error(cat("resize_mode: 3 (latent upscale) encodes the init image at its own size, and easel needs its "
+                     "sides to be multiples of 8 for that (it is ",
+                     init.width, "x", init.height, "); use resize_mode 0, 1 or 2, or crop the image"));
   return catch_errors([&]() -> Result<Img2ImgImages> {
     Img2ImgImages out;
     out.latent_upscale = mode == ResizeMode::LatentUpscale;

@@ -32,10 +32,10 @@ struct Img2ImgImages {
   std::vector<std::string> comments;  // why a requested option was not applied (A1111 logs and shows these)
 };
 
-// `mask` is the uploaded mask (white = repaint; an RGBA mask with transparency
-// uses its alpha). Errors: a mask of another size than the init image, resize
-// mode 3 with a mask (A1111 fails there: its overlay and its latents end up at
-// different sizes).
+// `mask` is the uploaded mask (white = repaint; an RGBA mask with transparency uses its alpha).
+// Errors: a mask of another size than the init image; resize mode 3 with a mask (A1111 fails there:
+// its overlay and its latents end up at different sizes); resize mode 3 with an init image whose
+// sides are not multiples of 8 (A1111 takes them; easel's VAE encoder does not yet).
 Result<Img2ImgImages> prepare_img2img_images(const Image &init, const std::optional<Image> &mask,
                                              const GenerationParams &p);
 
