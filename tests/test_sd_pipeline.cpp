@@ -14,6 +14,7 @@
 #include "backends/runtime.h"
 #include "io/checkpoint.h"
 #include "io/image.h"
+#include "pipelines/infotext.h"
 #include "pipelines/stable_diffusion.h"
 #include "test_data.h"
 
@@ -121,6 +122,17 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
       EXPECT_LE(worst, 1) << images[i];
       worst_pixel = std::max(worst_pixel, worst);
       EXPECT_EQ(result->images[i].seed, c["all_seeds"][i].get<int64_t>());
+      // The img2img / inpaint fields A1111 adds to the infotext (extra_generation_params), and no others.
+      const Infotext info = parse_infotext(result->images[i].infotext);
+      const json extra = c.value("infotext_extra", json::object());
+      for (const auto& [key, value] : extra.items()) {
+        const std::string* got_value = info.find(key);
+        ASSERT_NE(got_value, nullptr) << key;
+        EXPECT_EQ(*got_value, value.is_string() ? value.get<std::string>() : value.dump()) << key;
+      }
+      for (const char* key : {"Mask mode", "Mask blur", "Inpaint area", "Masked area padding", "Masked content"}) {
+        if (!extra.contains(key)) EXPECT_EQ(info.find(key), nullptr) << key;
+      }
     }
     std::printf("  %-28s %s: %d stages, max rel err %.2e, max pixel diff %d/255\n", name.c_str(),
                 model_file.c_str(), stages, worst_stage, worst_pixel);
@@ -160,6 +172,77 @@ TEST(SdPipeline, EveryLayoutOfOneModelGivesTheSameImage) {
     }
   }
   EXPECT_GE(compared, 3);
+}
+
+// "Only masked" with a blank mask: A1111 says why and runs plain img2img (no mask, no overlay).
+TEST(SdPipeline, OnlyMaskedWithABlankMaskFallsBackToImg2Img) {
+  const fs::path dir = testing::set_dir("sd_pipeline_tiny");
+  const json info = read_json(dir / "info.json");
+  const json c = read_json(dir / "cases.json")["cases"]["i2i_euler_a"];
+  GenerationParams p = request_params(c["request"], dir);
+  const fs::path blank = fs::temp_directory_path() / "easel_blank_mask_48x32.png";
+  ASSERT_TRUE(write_image(blank, Image{48, 32, 3, std::vector<uint8_t>(48 * 32 * 3, 0), {}}).ok());
+  p.mask = blank.string();
+  p.inpaint_full_res = true;
+  p.mask_blur = 0;
+  auto rt = Runtime::create({"cpu", 0}).value();
+  auto sd = StableDiffusion::load(dir / c["model_file"].get<std::string>(),
+                                  load_options(info["models"][c["model_file"].get<std::string>()]));
+  ASSERT_TRUE(sd.ok()) << sd.error().message();
+  auto r = sd->generate(rt->context(), p);
+  fs::remove(blank);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  ASSERT_EQ(r->comments.size(), 1u);
+  EXPECT_NE(r->comments[0].find("mask is blank"), std::string::npos) << r->comments[0];
+  const Image ref = to_rgb(read_image(dir / c["images"][0].get<std::string>()).value());
+  const Image& got = r->images[0].image;
+  ASSERT_EQ(got.pixels.size(), ref.pixels.size());
+  int worst = 0;
+  for (size_t k = 0; k < got.pixels.size(); ++k) worst = std::max(worst, std::abs(int(got.pixels[k]) - int(ref.pixels[k])));
+  EXPECT_LE(worst, 1);
+  EXPECT_EQ(parse_infotext(r->images[0].infotext).find("Inpaint area"), nullptr);
+}
+
+// Requests A1111 cannot run, or that make no sense, are errors that say what is wrong.
+TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
+  const fs::path dir = testing::set_dir("sd_pipeline_tiny");
+  const json info = read_json(dir / "info.json");
+  auto rt = Runtime::create({"cpu", 0}).value();
+  auto sd1 = StableDiffusion::load(dir / "sd1.safetensors", load_options(info["models"]["sd1.safetensors"]));
+  auto inpainting = StableDiffusion::load(dir / "sd1_inpainting.safetensors",
+                                          load_options(info["models"]["sd1_inpainting.safetensors"]));
+  ASSERT_TRUE(sd1.ok() && inpainting.ok());
+  GenerationParams p;
+  p.prompt = "a red ball";
+  p.width = 48;
+  p.height = 32;
+  p.steps = 2;
+  p.seed = 1;
+  p.init_image = (dir / "init.png").string();
+  auto error_of = [&](const StableDiffusion& sd, const GenerationParams& q) {
+    auto r = sd.generate(rt->context(), q);
+    return r.ok() ? std::string("(no error)") : r.error().message();
+  };
+  GenerationParams q = p;
+  q.mask = (dir / "mask_b.png").string();  // 40x56 against a 48x32 init image
+  EXPECT_NE(error_of(*sd1, q).find("mask: is 40x56, the init image 48x32"), std::string::npos) << error_of(*sd1, q);
+  q = p;
+  q.mask = (dir / "mask.png").string();
+  q.resize_mode = 3;
+  EXPECT_NE(error_of(*sd1, q).find("resize_mode: 3"), std::string::npos) << error_of(*sd1, q);
+  q = p;
+  q.resize_mode = 3;
+  EXPECT_NE(error_of(*inpainting, q).find("inpainting model"), std::string::npos) << error_of(*inpainting, q);
+  for (auto [field, bad] : std::initializer_list<std::pair<const char*, void (*)(GenerationParams&)>>{
+           {"resize_mode", [](GenerationParams& g) { g.resize_mode = 4; }},
+           {"mask_blur", [](GenerationParams& g) { g.mask_blur = -1; }},
+           {"inpainting_fill", [](GenerationParams& g) { g.inpainting_fill = 5; }},
+           {"inpaint_full_res_padding", [](GenerationParams& g) { g.inpaint_full_res_padding = -8; }},
+           {"inpainting_mask_invert", [](GenerationParams& g) { g.inpainting_mask_invert = 2; }}}) {
+    q = p;
+    bad(q);
+    EXPECT_EQ(error_of(*sd1, q).rfind(field, 0), 0u) << field << ": " << error_of(*sd1, q);
+  }
 }
 
 TEST(SdPipeline, ClearErrorsForWrongInput) {

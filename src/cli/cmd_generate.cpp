@@ -59,6 +59,7 @@ Status run(const GenerateArgs& a, int threads) {
               if (auto s = write_image(path, image.image); !s.ok() && write_status.ok()) write_status = s;
             }));
   bar.finish();
+  for (const std::string& comment : result.comments) std::fprintf(stderr, "note: %s\n", comment.c_str());
   EASEL_TRY_STATUS(write_status);
   const double generate_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   const auto& t = result.timings;
@@ -106,6 +107,23 @@ void add_generate_command(CLI::App& app, const GlobalOptions& global, int& exit_
   cmd->add_option("--init-image,--init_image", p.init_image, "img2img: the starting image");
   cmd->add_option("--mask", p.mask, "inpaint: white where to repaint");
   cmd->add_option("--denoising-strength,--denoising_strength", p.denoising_strength, "img2img strength 0..1")
+      ->capture_default_str();
+  cmd->add_option("--resize-mode,--resize_mode", p.resize_mode,
+                  "init image to the request's size: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale")
+      ->capture_default_str();
+  cmd->add_option("--mask-blur,--mask_blur", p.mask_blur, "inpaint: Gaussian blur of the mask, pixels")
+      ->capture_default_str();
+  cmd->add_option("--inpainting-fill,--inpainting_fill", p.inpainting_fill,
+                  "inpaint, masked content: 0 fill, 1 original, 2 latent noise, 3 latent nothing")
+      ->capture_default_str();
+  cmd->add_option("--inpaint-full-res,--inpaint_full_res", p.inpaint_full_res,
+                  "inpaint area: true = only masked (the mask's region generated at full size), false = whole picture")
+      ->capture_default_str();
+  cmd->add_option("--inpaint-full-res-padding,--inpaint_full_res_padding", p.inpaint_full_res_padding,
+                  "only masked: pixels of context around the mask")
+      ->capture_default_str();
+  cmd->add_option("--inpainting-mask-invert,--inpainting_mask_invert", p.inpainting_mask_invert,
+                  "inpaint: 1 = repaint what the mask leaves black")
       ->capture_default_str();
   cmd->add_option("--vae", a->vae, "a separate VAE file replacing the checkpoint's");
   cmd->add_option("--prediction", a->prediction, "override what the model predicts: eps or v")

@@ -28,6 +28,10 @@ Status validate(const GenerationParams& p, const GenerationLimits& limits) {
   if (p.inpainting_fill < 0 || p.inpainting_fill > 3)
     return Error(cat("inpainting_fill: ", p.inpainting_fill, " is not 0, 1, 2 or 3"));
   if (p.mask_blur < 0 || p.mask_blur > 256) return Error(cat("mask_blur: ", p.mask_blur, " is outside 0..256"));
+  if (p.inpaint_full_res_padding < 0 || p.inpaint_full_res_padding > 4096)
+    return Error(cat("inpaint_full_res_padding: ", p.inpaint_full_res_padding, " is outside 0..4096 pixels"));
+  if (p.inpainting_mask_invert != 0 && p.inpainting_mask_invert != 1)
+    return Error(cat("inpainting_mask_invert: ", p.inpainting_mask_invert, " is not 0 or 1"));
   if (!p.mask.empty() && p.init_image.empty()) return Error("mask: inpainting needs an init image too");
   return {};
 }

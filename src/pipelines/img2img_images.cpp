@@ -3,122 +3,173 @@
 #include <algorithm>
 #include <cmath>
 
+#include "imaging/pil_ops.h"
+#include "pipelines/a1111_resize.h"
+
 namespace easel {
 namespace {
 
-// 1-channel copy: Pillow's convert("L") of a gray image (RGB with equal channels is gray as
-// decoded) or of an RGB one (ITU-R 601-2 luma, Pillow's integer rounding).
-Image to_gray(const Image& im) {
-  Image out{im.width, im.height, 1, std::vector<uint8_t>(size_t(im.width) * size_t(im.height)), {}};
-  for (size_t i = 0; i < out.pixels.size(); ++i) {
-    const uint8_t* px = &im.pixels[i * size_t(im.channels)];
-    out.pixels[i] = im.channels < 3 ? px[0]
-                                    : uint8_t((px[0] * 19595u + px[1] * 38470u + px[2] * 7471u + 0x8000u) >> 16);
-  }
-  return out;
-}
-
-// masking.py create_binary_mask (round on): the alpha channel of an RGBA mask that has
-// transparency, else its luma; then 255 where > 128, 0 elsewhere.
-Image binary_mask(const Image& mask) {
-  Image gray;
+// processing.create_binary_mask (mask_round on): the alpha of an RGBA mask that
+// has transparency, thresholded at 128; any other mask is convert("L") as it is
+// (soft masks stay soft).
+Image binary_mask(const Image &mask) {
   bool has_transparency = false;
   if (mask.channels == 4)
     for (size_t i = 3; i < mask.pixels.size() && !has_transparency; i += 4) has_transparency = mask.pixels[i] != 255;
-  if (has_transparency) {
-    gray = Image{mask.width, mask.height, 1, std::vector<uint8_t>(size_t(mask.width) * size_t(mask.height)), {}};
-    for (size_t i = 0; i < gray.pixels.size(); ++i) gray.pixels[i] = mask.pixels[i * 4 + 3];
-  } else {
-    gray = to_gray(mask);
-  }
-  for (uint8_t& v : gray.pixels) v = v > 128 ? 255 : 0;
-  return gray;
+  if (!has_transparency) return imaging::to_luma(mask);
+  Image alpha{mask.width, mask.height, 1, std::vector<uint8_t>(size_t(mask.width) * size_t(mask.height)), {}};
+  for (size_t i = 0; i < alpha.pixels.size(); ++i) alpha.pixels[i] = mask.pixels[i * 4 + 3];
+  return imaging::point_threshold(alpha, 128);
 }
 
-// TEMPORARY: a float version of Pillow's antialiased bicubic resample of a 1-channel image, until
-// the Pillow-exact resize lands. The latent mask is rounded afterwards, so this matches Pillow
-// wherever no value lies near 0.5.
-std::vector<float> resize_bicubic(const std::vector<float>& in, int iw, int ih, int ow, int oh) {
-  auto cubic = [](double x) {
-    const double a = -0.5;
-    x = std::fabs(x);
-    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
-    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
-    return 0.0;
-  };
-  auto pass = [&](const std::vector<float>& src, int in_n, int out_n, int lines, bool horizontal) {
-    std::vector<float> dst(size_t(out_n) * size_t(lines));
-    const double scale = double(in_n) / out_n, fs = std::max(scale, 1.0), support = 2.0 * fs;
-    for (int o = 0; o < out_n; ++o) {
-      const double center = (o + 0.5) * scale;
-      const int lo = std::max(int(center - support + 0.5), 0), hi = std::min(int(center + support + 0.5), in_n);
-      std::vector<double> k;
-      double sum = 0;
-      for (int x = lo; x < hi; ++x) sum += k.emplace_back(cubic((x - center + 0.5) / fs));
-      for (int l = 0; l < lines; ++l) {
-        double acc = 0;
-        for (int x = lo; x < hi; ++x)
-          acc += k[size_t(x - lo)] * (horizontal ? src[size_t(l) * in_n + x] : src[size_t(x) * lines + l]);
-        const float v = std::clamp(std::round(float(acc / sum)), 0.0f, 255.0f);
-        (horizontal ? dst[size_t(l) * out_n + o] : dst[size_t(o) * lines + l]) = v;
-      }
-    }
-    return dst;
-  };
-  return pass(pass(in, iw, ow, ih, true), ih, oh, ow, false);
+// The mask blur of init(): cv2.GaussianBlur with a (k, 1) kernel, then (1, k),
+// k = 2 * int(2.5 * blur + 0.5) + 1.
+Image blur_mask(const Image &mask, int blur) {
+  const int k = 2 * int(2.5 * blur + 0.5) + 1;
+  return imaging::cv2_gaussian_blur(imaging::cv2_gaussian_blur(mask, k, 1, blur), 1, k, blur);
+}
+
+// The overlay of init(): the image (premultiplied) pasted through the inverted
+// overlay mask into transparent black, then unpremultiplied.
+Image make_overlay(const Image &rgb, const Image &mask_for_overlay) {
+  Image masked{rgb.width, rgb.height, 4, std::vector<uint8_t>(size_t(rgb.width) * size_t(rgb.height) * 4, 0), {}};
+  const Image keep = imaging::invert(imaging::to_luma(mask_for_overlay));
+  imaging::paste(masked, imaging::premultiply(imaging::rgb_to_rgba(rgb)), 0, 0, &keep);
+  return imaging::unpremultiply(masked);
+}
+
+const char *masked_content_name(int fill) {
+  switch (fill) {
+    case 0:
+      return "fill";
+    case 2:
+      return "latent noise";
+    case 3:
+      return "latent nothing";
+    default:
+      return nullptr;
+  }
 }
 
 }  // namespace
 
-Result<Img2ImgImages> prepare_img2img_images(const Image& init, const std::optional<Image>& mask,
-                                              const GenerationParams& p) {
-  if (init.width != p.width || init.height != p.height)
-    return Error(cat("init image: is ", init.width, "x", init.height, ", the request is ", p.width, "x", p.height,
-                     "; resizing the init image (resize_mode) is not supported yet"));
+Result<Img2ImgImages> prepare_img2img_images(const Image &init, const std::optional<Image> &mask,
+                                             const GenerationParams &p) {
   if (mask && (mask->width != init.width || mask->height != init.height))
-    return Error(cat("mask: is ", mask->width, "x", mask->height, ", the init image ", init.width, "x", init.height));
-  if (mask && (p.mask_blur != 0 || p.inpainting_fill != 1 || p.inpaint_full_res || p.inpainting_mask_invert))
-    return Error("inpaint: mask blur, masked-content fill modes, 'only masked' and mask inversion are not supported yet");
-  Img2ImgImages out;
-  out.image = to_rgb(init);
-  out.image.text.clear();
-  if (!mask) return out;
-  out.mask = binary_mask(*mask);
-  // mask_for_overlay = clip(mask * 2, 0, 255); the overlay is the init image with alpha 255 - that.
-  out.overlay = Image{init.width, init.height, 4, std::vector<uint8_t>(size_t(init.width) * size_t(init.height) * 4), {}};
-  for (size_t i = 0; i < out.mask->pixels.size(); ++i) {
-    const int alpha = 255 - std::min(2 * int(out.mask->pixels[i]), 255);
-    for (int c = 0; c < 3; ++c) out.overlay->pixels[i * 4 + size_t(c)] = alpha ? out.image.pixels[i * 3 + size_t(c)] : 0;
-    out.overlay->pixels[i * 4 + 3] = uint8_t(alpha);
-  }
-  return out;
+    return Error(cat("mask: is ", mask->width, "x", mask->height, ", the init image ", init.width, "x", init.height,
+                     "; they must be the same size"));
+  const auto mode = ResizeMode(p.resize_mode);
+  if (mask && mode == ResizeMode::LatentUpscale)
+    return Error(
+        "resize_mode: 3 (latent upscale) cannot inpaint: A1111 fails "
+        "on it too (its overlay stays at the "
+        "init image's size and its latents at the request's); use "
+        "resize_mode 0, 1 or 2 with a mask");
+  // A1111 encodes the init image at its own size here; easel's VAE encoder takes whole latent pixels only.
+  if (mode == ResizeMode::LatentUpscale && (init.width % 8 || init.height % 8))
+    return Error(cat("resize_mode: 3 (latent upscale) encodes the init image at its own size, and easel needs its "
+                     "sides to be multiples of 8 for that (it is ",
+                     init.width, "x", init.height, "); use resize_mode 0, 1 or 2, or crop the image"));
+  return catch_errors([&]() -> Result<Img2ImgImages> {
+    Img2ImgImages out;
+    out.latent_upscale = mode == ResizeMode::LatentUpscale;
+    std::optional<Image> image_mask, mask_for_overlay;
+    std::optional<CropRegion> crop;
+    if (mask) {
+      image_mask = binary_mask(*mask);
+      if (p.inpainting_mask_invert) {
+        image_mask = imaging::invert(*image_mask);
+        out.infotext.emplace_back("Mask mode", "Inpaint not masked");
+      }
+      if (p.mask_blur > 0) {
+        image_mask = blur_mask(*image_mask, p.mask_blur);
+        out.infotext.emplace_back("Mask blur", std::to_string(p.mask_blur));
+      }
+      if (p.inpaint_full_res) {
+        // Only masked: generate the mask's neighbourhood at full size, paste it
+        // back afterwards.
+        mask_for_overlay = image_mask;
+        crop = mask_crop_region(*image_mask, p.inpaint_full_res_padding);
+        if (crop) {
+          crop = expand_crop_region(*crop, p.width, p.height, image_mask->width, image_mask->height);
+          image_mask =
+              a1111_resize_image(ResizeMode::ResizeAndFill,
+                                 imaging::crop(*image_mask, crop->x1, crop->y1, crop->x2, crop->y2), p.width, p.height);
+          out.paste_to = crop;
+          out.infotext.emplace_back("Inpaint area", "Only masked");
+          out.infotext.emplace_back("Masked area padding", std::to_string(p.inpaint_full_res_padding));
+        } else {
+          image_mask.reset();
+          mask_for_overlay.reset();
+          out.comments.push_back(
+              "Unable to perform \"Inpaint Only mask\" because mask is blank, "
+              "switch to img2img mode.");
+        }
+      } else {
+        image_mask = a1111_resize_image(mode, *image_mask, p.width, p.height);
+        mask_for_overlay = *image_mask;  // clip(mask * 2, 0, 255): the overlay
+                                         // keeps only fully unmasked pixels
+        for (uint8_t &v : mask_for_overlay->pixels) v = uint8_t(std::min(2 * int(v), 255));
+      }
+    }
+
+    Image image = to_rgb(init);  // images.flatten of an RGB image
+    image.text.clear();
+    if (!crop && mode != ResizeMode::LatentUpscale) image = a1111_resize_image(mode, image, p.width, p.height);
+    if (image_mask) {
+      if (mask_for_overlay->width != image.width || mask_for_overlay->height != image.height)
+        mask_for_overlay = a1111_resize_image(mode, *mask_for_overlay, image.width, image.height);
+      out.overlay = make_overlay(image, *mask_for_overlay);
+    }
+    if (crop)
+      image = a1111_resize_image(ResizeMode::ResizeAndFill,
+                                 imaging::crop(image, crop->x1, crop->y1, crop->x2, crop->y2), p.width, p.height);
+    if (image_mask) {
+      // A1111 pre-fills the pixels for every mode but "original" (latent noise
+      // / nothing too).
+      if (p.inpainting_fill != 1) image = masked_content_fill(image, *image_mask);
+      if (const char *name = masked_content_name(p.inpainting_fill)) out.infotext.emplace_back("Masked content", name);
+    }
+    out.image = std::move(image);
+    out.mask = std::move(image_mask);
+    return out;
+  });
 }
 
-Tensor latent_mask(const Image& mask, int64_t channels, int64_t h, int64_t w) {
-  std::vector<float> values(mask.pixels.begin(), mask.pixels.end());
-  values = resize_bicubic(values, mask.width, mask.height, int(w), int(h));
+Tensor latent_mask(const Image &mask, int64_t channels, int64_t h, int64_t w) {
+  // Pillow's default filter for an RGB resize is BICUBIC; the mask's three
+  // channels are equal.
+  const Image small = imaging::resize(imaging::to_luma(mask), int(w), int(h), imaging::Resample::Bicubic);
   std::vector<float> out;
-  out.reserve(size_t(channels) * values.size());
+  out.reserve(size_t(channels) * small.pixels.size());
   for (int64_t c = 0; c < channels; ++c)
-    for (float v : values) out.push_back(std::nearbyint(v / 255.0f));
+    for (uint8_t v : small.pixels) out.push_back(std::nearbyint(float(v) / 255.0f));
   return Tensor::from_vector(out, {1, channels, h, w});
 }
 
-Tensor pixel_mask(const Image& mask) {
-  std::vector<float> values(mask.pixels.size());
-  for (size_t i = 0; i < values.size(); ++i) values[i] = std::nearbyint(float(mask.pixels[i]) / 255.0f);
-  return Tensor::from_vector(values, {1, 1, mask.height, mask.width});
+Tensor pixel_mask(const Image &mask) {
+  const Image gray = imaging::to_luma(mask);
+  std::vector<float> values(gray.pixels.size());
+  for (size_t i = 0; i < values.size(); ++i) values[i] = std::nearbyint(float(gray.pixels[i]) / 255.0f);
+  return Tensor::from_vector(values, {1, 1, gray.height, gray.width});
 }
 
-Image apply_overlay(const Image& generated, const Img2ImgImages& images) {
+Image apply_overlay(const Image &generated, const Img2ImgImages &images) {
   if (!images.overlay) return generated;
-  // TEMPORARY: exact for binary overlays (alpha 0 or 255) only, until Pillow's alpha_composite lands.
-  Image out = generated;
-  const Image& ov = *images.overlay;
-  for (size_t i = 0; i < size_t(ov.width) * size_t(ov.height); ++i)
-    if (ov.pixels[i * 4 + 3] == 255)
-      for (int c = 0; c < 3; ++c) out.pixels[i * 3 + size_t(c)] = ov.pixels[i * 4 + size_t(c)];
-  return out;
+  const Image &overlay = *images.overlay;
+  Image canvas;
+  if (images.paste_to) {
+    // uncrop: resize_image(1, result, crop size), pasted (opaque) into
+    // transparent black at the crop.
+    const CropRegion &r = *images.paste_to;
+    canvas = Image{overlay.width, overlay.height, 4, std::vector<uint8_t>(overlay.pixels.size(), 0), {}};
+    const Image placed = a1111_resize_image(ResizeMode::CropAndResize, generated, r.width(), r.height());
+    imaging::paste(canvas, imaging::rgb_to_rgba(placed), r.x1, r.y1);
+  } else {
+    canvas = imaging::rgb_to_rgba(generated);
+  }
+  imaging::alpha_composite(canvas, overlay);
+  return imaging::rgba_to_rgb(canvas);
 }
 
 }  // namespace easel

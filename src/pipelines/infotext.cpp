@@ -129,13 +129,7 @@ Infotext make_infotext(const GenerationParams& p, const ImageProvenance& im) {
   if (im.inpainting_model && p.is_img2img()) add("Conditional mask weight", "1.0");
   if (p.clip_skip > 1) add("Clip skip", std::to_string(p.clip_skip));
   if (p.eta_noise_seed_delta != 0) add("ENSD", std::to_string(p.eta_noise_seed_delta));
-  if (!p.mask.empty()) {
-    add("Mask blur", std::to_string(p.mask_blur));
-    if (p.inpaint_full_res) {
-      add("Inpaint area", "Only masked");
-      add("Masked area padding", std::to_string(p.inpaint_full_res_padding));
-    }
-  }
+  for (const auto& [key, value] : im.img2img_params) info.params.emplace_back(key, value);
   if (p.guidance_rescale != 0) add("CFG Rescale phi", python_float(p.guidance_rescale));
   add("Version", im.version);
   return info;

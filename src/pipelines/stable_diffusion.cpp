@@ -5,6 +5,7 @@
 #include "io/image_tensor.h"
 #include "ops/ops.h"
 #include "pipelines/img2img_images.h"
+#include "pipelines/img2img_latents.h"
 #include "pipelines/infotext.h"
 #include "pipelines/prompt_conditioning.h"
 #include "sampling/guidance.h"
@@ -123,10 +124,16 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       EASEL_TRY(mask, read_image(p.mask));
     }
     EASEL_TRY(images, prepare_img2img_images(init, mask, p));
+    // A1111's 9-channel conditioning encodes the init image at its own size and pairs it with a mask
+    // at the request's: with latent upscale the two differ and A1111 fails.
+    if (images->latent_upscale && info.inpainting)
+      return Error("resize_mode: 3 (latent upscale) does not work with an inpainting model (A1111 fails on it "
+                   "too); use resize_mode 0, 1 or 2");
   }
 
   return catch_errors([&]() -> Result<GenerationResult> {
     GenerationResult result;
+    if (images) result.comments = images->comments;
     const int total = p.batch_size * p.n_iter;
     const int64_t seed = fixed_seed(p.seed), subseed = fixed_seed(p.subseed);
     std::vector<int64_t> all_seeds, all_subseeds;
@@ -147,10 +154,20 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
     // counts agree; otherwise as two calls, as A1111 does with pad_cond_uncond off.
     const int64_t c = unet_.config().out_channels, h = p.height / 8, w = p.width / 8;
     Tensor init;  // img2img: the init image's latents, one per batch image
+    std::optional<sampling::LatentBlend> blend;  // inpainting: the latent mask (1 = repaint) and the blend
     if (images) {
-      const Tensor latent = encode_latents(ctx, ops::affine(ctx, image_to_tensor(images->image), 2.0f, -1.0f));
+      Tensor latent = encode_latents(ctx, ops::affine(ctx, image_to_tensor(images->image), 2.0f, -1.0f));
+      if (images->latent_upscale) latent = resize_latents_bilinear(latent, h, w);  // resize mode 3
       std::vector<Tensor> copies(size_t(p.batch_size), latent);
       init = ops::concat(ctx, copies, 0);
+      if (images->mask) {
+        const Tensor nmask = latent_mask(*images->mask, c, h, w);
+        // Masked content "latent noise" / "latent nothing" (A1111 seeds the noise with the first batch's seeds).
+        const std::vector<int64_t> first_seeds(all_seeds.begin(), all_seeds.begin() + p.batch_size);
+        init = masked_content_latents(ctx, init, nmask, p.inpainting_fill, first_seeds);
+        blend = sampling::LatentBlend{nmask, init};
+        ctx.trace("nmask", nmask.select(0, 0));
+      }
       ctx.trace("init_latent", init);
     }
     // 9-channel inpainting UNets see [x, mask, masked-image latents] (ldm "hybrid" conditioning).
@@ -187,12 +204,7 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       return phi > 0 ? sampling::rescale_cfg(c, guided, out_cond, phi) : guided;
     };
     const sampling::CompVisDenoiser unmasked(schedule_, prediction_, model);
-    // Inpainting: the latent mask (1 = repaint) and the blend at every model call.
-    std::optional<sampling::LatentBlend> blend;
-    if (images && images->mask) {
-      blend = sampling::LatentBlend{latent_mask(*images->mask, c, h, w), init};
-      ctx.trace("nmask", blend->nmask.select(0, 0));
-    }
+    // Inpainting: the blend at every model call.
     std::optional<sampling::MaskedDenoiser> masked;
     if (blend) masked.emplace(unmasked, *blend);
     const sampling::Denoiser& denoiser = masked ? static_cast<const sampling::Denoiser&>(*masked) : unmasked;
@@ -256,6 +268,7 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
         prov.vae_hash = vae_hash_;
         prov.vae_name = vae_name_;
         prov.inpainting_model = info.inpainting;
+        if (images) prov.img2img_params = images->infotext;
         GeneratedImage out{std::move(image), prov.seed, prov.subseed, format_infotext(make_infotext(p, prov))};
         out.image.text.emplace_back("parameters", out.infotext);
         if (on_image) on_image(out);

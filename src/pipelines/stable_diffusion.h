@@ -57,6 +57,9 @@ struct GenerationTimings {
 struct GenerationResult {
   std::vector<GeneratedImage> images;
   GenerationTimings timings;
+  // Why a requested option was not applied (A1111's model_hijack.comments), e.g. "only masked" with a
+  // blank mask falling back to plain img2img.
+  std::vector<std::string> comments;
 };
 
 class StableDiffusion {
