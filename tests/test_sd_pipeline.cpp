@@ -131,7 +131,9 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
         EXPECT_EQ(*got_value, value.is_string() ? value.get<std::string>() : value.dump()) << key;
       }
       for (const char* key : {"Mask mode", "Mask blur", "Inpaint area", "Masked area padding", "Masked content"}) {
-        if (!extra.contains(key)) EXPECT_EQ(info.find(key), nullptr) << key;
+        if (!extra.contains(key)) {
+          EXPECT_EQ(info.find(key), nullptr) << key;
+        }
       }
     }
     std::printf("  %-28s %s: %d stages, max rel err %.2e, max pixel diff %d/255\n", name.c_str(),
