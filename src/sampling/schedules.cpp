@@ -1,5 +1,11 @@
 // Schedules: k-diffusion's DiscreteSchedule (external.py), get_sigmas_* (sampling.py) and A1111's
 // sd_schedulers.py / sd_samplers_lcm.py, side by side with those files.
+//
+// The tables must be torch's float32 bits, not just close: the SDE samplers' Brownian tree rounds
+// its query times (the sigmas) to 1e-6. Torch multiplies and adds separately, so the compiler
+// must not fuse them (-march=native enables FMA), hence the pragma.
+#pragma GCC optimize("fp-contract=off")
+
 #include "sampling/schedules.h"
 
 #include <algorithm>
