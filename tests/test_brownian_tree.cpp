@@ -130,7 +130,7 @@ TEST(BrownianTree, SdeSamplersMatchA1111EveryStep) {
   const Shape per_image = shape_of(set.info["latent_shape_per_image"]);
   const json& model_coef = set.info["model"];
 
-  int n_cases = 0, n_steps = 0;
+  int n_cases = 0, n_steps = 0, n_levels = 0, n_levels_exact = 0;
   float worst = 0;
   std::string worst_key;
   ASSERT_FALSE(set.info["sampler_cases"].empty());
@@ -178,16 +178,29 @@ TEST(BrownianTree, SdeSamplersMatchA1111EveryStep) {
     });
     ASSERT_TRUE(out.ok()) << out.error().message();
     EXPECT_EQ(seen, c["recorded_steps"].get<int>());
-    // the noise sampler was asked for the same levels, to the bit
+    // The noise sampler was asked for the same levels, to the bit: the tree rounds them to 1e-6, so
+    // an ulp can move a query to the next grid point. Where the generator found that torch's float32
+    // exp / pow / log (MKL on its CPU) were not correctly rounded for a level of the run (easel's
+    // are), a few ulps are allowed.
+    const bool exact = c.value("torch_math_correctly_rounded", true);
     ASSERT_EQ(recorder.queries.size(), c["queries"].size());
     for (size_t q = 0; q < recorder.queries.size(); ++q) {
-      EXPECT_EQ(recorder.queries[q].first, c["queries"][q][0].get<float>()) << "query " << q;
-      EXPECT_EQ(recorder.queries[q].second, c["queries"][q][1].get<float>()) << "query " << q;
+      for (int k = 0; k < 2; ++k) {
+        const float ours = k == 0 ? recorder.queries[q].first : recorder.queries[q].second;
+        const float ref = c["queries"][q][k].get<float>();
+        if (exact) EXPECT_EQ(ours, ref) << "query " << q;
+        else EXPECT_NEAR(ours, ref, 3e-7f * std::fabs(ref)) << "query " << q;
+        n_levels_exact += ours == ref;
+        ++n_levels;
+      }
+    }
+    if (exact) {
+      EXPECT_EQ(plan.sigmas, set.tensors.get(name + ".sigmas").value().to_vector<float>()) << "sigma table bits";
     }
     ++n_cases;
   }
-  std::printf("[brownian_tree] %d sampler runs, %d steps: worst step rel err %.3g (%s)\n", n_cases, n_steps, worst,
-              worst_key.c_str());
+  std::printf("[brownian_tree] %d sampler runs, %d steps: worst step rel err %.3g (%s); %d of %d query levels exact\n",
+              n_cases, n_steps, worst, worst_key.c_str(), n_levels_exact, n_levels);
 }
 
 TEST(BrownianTree, BadInputIsAnError) {
