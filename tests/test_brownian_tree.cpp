@@ -1,7 +1,8 @@
 // A1111's Brownian-tree noise against set `brownian_tree` (tools/refgen/brownian_tree.py; see its
 // README.md): numpy's SeedSequence words, k-diffusion's BrownianTreeNoiseSampler answers for every
 // query of every tree case, and whole runs of the four SDE samplers with the noise sampler built
-// the way the pipeline builds it (a1111_noise_sampler), step by step. Plus the error paths.
+// the way the pipeline builds it (a1111_noise_sampler), step by step; the pipeline seeding each
+// iteration's trees with its own seeds; the error paths.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "backends/runtime.h"
 #include "io/checkpoint.h"
 #include "ops/ops.h"
+#include "pipelines/stable_diffusion.h"
 #include "sampling/brownian_tree.h"
 #include "sampling/guidance.h"
 #include "sampling/image_rng.h"
@@ -222,6 +224,47 @@ TEST(BrownianTree, BadInputIsAnError) {
   CompVisDenoiser model(training, Prediction::Eps, fn);
   EXPECT_FALSE(a1111_noise_sampler(plan_txt2img({SamplerKind::Euler}, model, 4), {1}, Shape{4, 2, 2}).value());
   EXPECT_TRUE(a1111_noise_sampler(plan_txt2img({SamplerKind::Dpmpp2MSde}, model, 4), {1}, Shape{4, 2, 2}).value());
+}
+
+// The pipeline seeds iteration k's trees with its own slice of the seeds (A1111's
+// current_iter_seeds): the second batch of "seed 5, 2 x 2 images" is the batch of "seed 7, 2 images".
+TEST(BrownianTree, PipelineSeedsEachIterationsTrees) {
+  const auto dir = testing::set_dir("sd_pipeline_tiny");
+  std::ifstream f(dir / "info.json");
+  const json model = json::parse(f)["models"]["sd1.safetensors"];
+  ASSERT_FALSE(model.is_null());
+  SdLoadOptions o;
+  o.compute_model_hash = false;
+  o.text_encoder_heads = model["text_encoder"]["heads"].get<int>();
+  const json& att = model["unet"]["attention"];
+  UnetOptions u;
+  if (!att["num_heads"].is_null()) u.num_heads = att["num_heads"].get<int>();
+  else u.head_dim = att["head_dim"].get<int>();
+  u.norm_groups = model["unet"]["norm_groups"].get<int>();
+  o.unet = u;
+  o.vae_norm_groups = model["vae"]["norm_groups"].get<int>();
+  auto sd = StableDiffusion::load(dir / "sd1.safetensors", o);
+  ASSERT_TRUE(sd.ok()) << sd.error().message();
+  auto rt = Runtime::create({"cpu", 0}).value();
+
+  GenerationParams p;
+  p.prompt = "a lighthouse at dusk";
+  p.sampler_name = "DPM++ 2M SDE";
+  p.width = 48;
+  p.height = 32;
+  p.steps = 3;
+  p.batch_size = 2;
+  p.n_iter = 2;
+  p.seed = 5;
+  auto both = sd->generate(rt->context(), p);
+  ASSERT_TRUE(both.ok()) << both.error().message();
+  p.n_iter = 1;
+  p.seed = 7;
+  auto second = sd->generate(rt->context(), p);
+  ASSERT_TRUE(second.ok()) << second.error().message();
+  ASSERT_EQ(both->images.size(), 4u);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(both->images[2 + i].image.pixels, second->images[i].image.pixels) << i;
+  EXPECT_NE(both->images[0].image.pixels, second->images[0].image.pixels);
 }
 
 }  // namespace

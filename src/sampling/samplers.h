@@ -8,6 +8,8 @@
 //   ImageRng noise(SeedParams{seeds});                        // A1111's per-image CPU generators (image_rng.h)
 //   Tensor x = plan.start(ctx, noise.next(ctx));               // or plan.start(ctx, noise.next(ctx), init)
 //   Tensor latent = sample(ctx, plan, model, x, noise, {}, on_step).value();
+// A1111's SDE samplers take their noise from Brownian trees instead: SamplerOptions::interval_noise
+// = a1111_noise_sampler(plan, seeds, image_shape) (brownian_tree.h).
 #pragma once
 
 #include <cmath>
