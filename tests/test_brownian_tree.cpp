@@ -224,6 +224,17 @@ TEST(BrownianTree, BadInputIsAnError) {
   CompVisDenoiser model(training, Prediction::Eps, fn);
   EXPECT_FALSE(a1111_noise_sampler(plan_txt2img({SamplerKind::Euler}, model, 4), {1}, Shape{4, 2, 2}).value());
   EXPECT_TRUE(a1111_noise_sampler(plan_txt2img({SamplerKind::Dpmpp2MSde}, model, 4), {1}, Shape{4, 2, 2}).value());
+  Plan no_table;
+  no_table.sampler = SamplerKind::DpmppSde;
+  EXPECT_FALSE(a1111_noise_sampler(no_table, {1}, Shape{4, 2, 2}).ok());
+  // a noise sampler of the wrong batch is an error from sample(), not a crash
+  const Plan plan = plan_txt2img({SamplerKind::Dpmpp2MSde}, model, 4);
+  auto three = a1111_noise_sampler(plan, {1, 2, 3}, Shape{4, 2, 2}).value();
+  ImageRng noise(SeedParams{{1}});
+  SamplerOptions opt;
+  opt.interval_noise = three.get();
+  const Tensor x = plan.start(rt->context(), noise.next(rt->context(), Shape{1, 4, 2, 2}));
+  EXPECT_FALSE(sample(rt->context(), plan, model, x, noise, opt).ok());
 }
 
 // The pipeline seeds iteration k's trees with its own slice of the seeds (A1111's

@@ -235,6 +235,8 @@ Result<std::unique_ptr<BrownianTreeNoiseSampler>> a1111_noise_sampler(const Plan
                                                                       const std::vector<int64_t>& seeds,
                                                                       const Shape& image_shape) {
   if (!sampler_info(plan.sampler).brownian_noise) return std::unique_ptr<BrownianTreeNoiseSampler>();
+  if (!(plan.table_sigma_max > 0))
+    return Error("Brownian noise: the plan has no sigma table (make it with plan_txt2img / plan_img2img)");
   return BrownianTreeNoiseSampler::create(image_shape, plan.table_sigma_min, plan.table_sigma_max, seeds);
 }
 

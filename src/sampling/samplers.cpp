@@ -567,6 +567,8 @@ Result<Tensor> sample(Context& ctx, const Plan& plan, const Denoiser& model, Ten
     }
   } catch (const detail::Cancelled&) {
     return Error("sampling cancelled");
+  } catch (const Exception& e) {  // e.g. a noise sampler that could not answer
+    return e.error();
   }
   return Error(cat("sampler '", info.name, "' is not implemented"));
 }
