@@ -23,7 +23,6 @@ os.environ["ATEN_CPU_CAPABILITY"] = "avx2"  # before torch is imported (see the 
 import importlib.util
 import json
 import math
-import sys
 import warnings
 
 import numpy as np
@@ -65,10 +64,6 @@ def a1111_noise_sampler(x, sigmas, seeds):
     cut `sigma_sched`), one tree per image seed of this iteration."""
     sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
     return K.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=list(seeds))
-
-
-def f32(v):
-    return float(np.float32(v))
 
 
 # --- numpy SeedSequence -----------------------------------------------------------------------------
