@@ -8,6 +8,7 @@
 #include "pipelines/img2img_latents.h"
 #include "pipelines/infotext.h"
 #include "pipelines/prompt_conditioning.h"
+#include "sampling/brownian_tree.h"
 #include "sampling/guidance.h"
 #include "sampling/image_rng.h"
 #include "sampling/masked_denoiser.h"
@@ -231,6 +232,9 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       seeds.seed_resize_from_h = p.seed_resize_from_h;
       seeds.eta_noise_seed_delta = p.eta_noise_seed_delta;
       sampling::ImageRng noise(seeds);
+      // A1111's SDE samplers draw from Brownian trees seeded with this batch's seeds.
+      EASEL_TRY(auto brownian, sampling::a1111_noise_sampler(plan, seeds.seeds, Shape{c, h, w}));
+      sampler_options.interval_noise = brownian.get();
 
       auto ts = Clock::now();
       const Tensor first_noise = noise.next(ctx, Shape{p.batch_size, c, h, w});

@@ -22,14 +22,15 @@ using detail::xpay;
 const std::vector<SamplerInfo>& all_samplers() {
   using S = SamplerKind;
   using T = ScheduleType;
-  // A1111 1.10's order and options; eta 1 where the k-diffusion function takes eta.
+  // A1111 1.10's order and options; eta 1 where the k-diffusion function takes eta; the last
+  // column is A1111's option brownian_noise.
   static const std::vector<SamplerInfo> table = {
       {S::Dpmpp2M, "DPM++ 2M", {"k_dpmpp_2m"}, T::Karras},
-      {S::DpmppSde, "DPM++ SDE", {"k_dpmpp_sde"}, T::Karras, false, false, 1.0f},
-      {S::Dpmpp2MSde, "DPM++ 2M SDE", {"k_dpmpp_2m_sde"}, T::Exponential, false, false, 1.0f},
-      {S::Dpmpp2MSdeHeun, "DPM++ 2M SDE Heun", {"k_dpmpp_2m_sde_heun"}, T::Exponential, false, false, 1.0f},
+      {S::DpmppSde, "DPM++ SDE", {"k_dpmpp_sde"}, T::Karras, false, false, 1.0f, true},
+      {S::Dpmpp2MSde, "DPM++ 2M SDE", {"k_dpmpp_2m_sde"}, T::Exponential, false, false, 1.0f, true},
+      {S::Dpmpp2MSdeHeun, "DPM++ 2M SDE Heun", {"k_dpmpp_2m_sde_heun"}, T::Exponential, false, false, 1.0f, true},
       {S::Dpmpp2SA, "DPM++ 2S a", {"k_dpmpp_2s_a"}, T::Karras, false, false, 1.0f},
-      {S::Dpmpp3MSde, "DPM++ 3M SDE", {"k_dpmpp_3m_sde"}, T::Exponential, true, false, 1.0f},
+      {S::Dpmpp3MSde, "DPM++ 3M SDE", {"k_dpmpp_3m_sde"}, T::Exponential, true, false, 1.0f, true},
       {S::EulerA, "Euler a", {"k_euler_a", "k_euler_ancestral"}, T::Uniform, false, false, 1.0f},
       {S::Euler, "Euler", {"k_euler"}, T::Uniform},
       {S::Lms, "LMS", {"k_lms"}, T::Uniform},
@@ -133,6 +134,14 @@ std::vector<int> a1111_timesteps(const Denoiser& model, int steps) {
   return ts;
 }
 
+// sigmas[sigmas > 0].min() and sigmas.max() of the planned table (create_noise_sampler).
+void set_table_range(Plan& p, const std::vector<float>& table) {
+  p.table_sigma_max = *std::max_element(table.begin(), table.end());
+  p.table_sigma_min = p.table_sigma_max;
+  for (float s : table)
+    if (s > 0) p.table_sigma_min = std::min(p.table_sigma_min, s);
+}
+
 int t_enc_of(int steps, float strength) {
   return static_cast<int>(std::min(static_cast<double>(strength), 0.999) * steps);
 }
@@ -150,6 +159,7 @@ Plan plan_txt2img(SamplerChoice choice, const Denoiser& model, int steps) {
   p.training = &model.training_schedule();
   if (sampler_info(choice.sampler).timesteps) p.timesteps = a1111_timesteps(model, steps);
   else p.sigmas = plan_sigmas(choice, model, steps);
+  if (!p.sigmas.empty()) set_table_range(p, p.sigmas);
   return p;
 }
 
@@ -170,6 +180,7 @@ Plan plan_img2img(SamplerChoice choice, const Denoiser& model, int steps, float 
     const std::vector<float> all = plan_sigmas(choice, model, steps);
     p.sigmas.assign(all.begin() + (steps - t_enc - 1), all.end());
     p.img2img_sigma = p.sigmas.front();
+    set_table_range(p, all);
   }
   return p;
 }
@@ -219,6 +230,14 @@ struct KArgs {
   const detail::Steps& steps;
   Tensor denoise(const Tensor& x, double sigma) const { return model.denoise(ctx, x, static_cast<float>(sigma)); }
   Tensor randn(const Tensor& like) const { return noise.next(ctx, like.shape()); }
+  // The SDE samplers' noise_sampler(sigma, sigma_next).
+  Tensor sde_noise(const Tensor& like, float sigma, float sigma_next) const {
+    if (!o.interval_noise) return randn(like);
+    Tensor n = o.interval_noise->between(ctx, sigma, sigma_next);
+    EASEL_CHECK(n.shape() == like.shape(), "SDE noise of shape ", n.shape().str(), " for x of shape ",
+                like.shape().str());
+    return n;
+  }
   int n() const { return static_cast<int>(s.size()) - 1; }
 };
 
@@ -360,6 +379,22 @@ Tensor dpmpp_2s_ancestral(const KArgs& a, Tensor x) {
   return x;
 }
 
+// The noise levels sample_dpmpp_sde asks its noise sampler for: sigma_fn(t), sigma_fn(s) and
+// sigma_fn(t_next), which torch computes on float32 scalars (t = -log(sigma), s = t + h / 2,
+// sigma_fn(t) = exp(-t), not quite sigma). A Brownian tree rounds its query times to 1e-6, so the
+// float bits matter; log and exp are taken correctly rounded (torch's CPU log/exp are within an ulp).
+struct SdeQueryLevels {
+  float sigma, mid, next;
+};
+SdeQueryLevels dpmpp_sde_query_levels(float sigma, float sigma_next) {
+  auto t_fn = [](float s) { return -static_cast<float>(std::log(static_cast<double>(s))); };
+  auto sigma_fn = [](float t) { return static_cast<float>(std::exp(-static_cast<double>(t))); };
+  const float t = t_fn(sigma), t_next = t_fn(sigma_next);
+  const float h = t_next - t;
+  const float s = t + h * 0.5f;
+  return {sigma_fn(t), sigma_fn(s), sigma_fn(t_next)};
+}
+
 Tensor dpmpp_sde(const KArgs& a, Tensor x, double r = 0.5) {
   auto sigma_fn = [](double t) { return std::exp(-t); };
   auto t_fn = [](double sigma) { return -std::log(sigma); };
@@ -370,18 +405,19 @@ Tensor dpmpp_sde(const KArgs& a, Tensor x, double r = 0.5) {
     } else {
       const double t = t_fn(a.s[i]), t_next = t_fn(a.s[i + 1]);
       const double h = t_next - t, s = t + h * r, fac = 1 / (2 * r);
+      const SdeQueryLevels q = dpmpp_sde_query_levels(a.s[i], a.s[i + 1]);
       // step 1
       Ancestral st = ancestral_step(sigma_fn(t), sigma_fn(s), a.eta);
       const double s_ = t_fn(st.down);
       Tensor x2 = axpby(a.ctx, sigma_fn(s_) / sigma_fn(t), x, -std::expm1(t - s_), den);
-      x2 = xpay(a.ctx, x2, a.s_noise * st.up, a.randn(x));
+      x2 = xpay(a.ctx, x2, a.s_noise * st.up, a.sde_noise(x, q.sigma, q.mid));
       Tensor den2 = a.denoise(x2, sigma_fn(s));
       // step 2
       st = ancestral_step(sigma_fn(t), sigma_fn(t_next), a.eta);
       const double t_next_ = t_fn(st.down);
       Tensor den_d = axpby(a.ctx, 1 - fac, den, fac, den2);
       x = axpby(a.ctx, sigma_fn(t_next_) / sigma_fn(t), x, -std::expm1(t - t_next_), den_d);
-      x = xpay(a.ctx, x, a.s_noise * st.up, a.randn(x));
+      x = xpay(a.ctx, x, a.s_noise * st.up, a.sde_noise(x, q.sigma, q.next));
     }
     a.steps.done(i, x, den);
   }
@@ -430,7 +466,8 @@ Tensor dpmpp_2m_sde(const KArgs& a, Tensor x, bool heun) {
         x = xpay(a.ctx, x, c, ops::sub(a.ctx, den, old));
       }
       if (a.eta != 0)
-        x = xpay(a.ctx, x, a.s[i + 1] * std::sqrt(-std::expm1(-2 * eta_h)) * a.s_noise, a.randn(x));
+        x = xpay(a.ctx, x, a.s[i + 1] * std::sqrt(-std::expm1(-2 * eta_h)) * a.s_noise,
+                 a.sde_noise(x, a.s[i], a.s[i + 1]));
     }
     old = den;
     h_last = h;
@@ -467,7 +504,8 @@ Tensor dpmpp_3m_sde(const KArgs& a, Tensor x) {
         x = xpay(a.ctx, x, phi_2 / r, ops::sub(a.ctx, den, den_1));
       }
       if (a.eta != 0)
-        x = xpay(a.ctx, x, a.s[i + 1] * std::sqrt(-std::expm1(-2 * h * a.eta)) * a.s_noise, a.randn(x));
+        x = xpay(a.ctx, x, a.s[i + 1] * std::sqrt(-std::expm1(-2 * h * a.eta)) * a.s_noise,
+                 a.sde_noise(x, a.s[i], a.s[i + 1]));
     }
     den_2 = den_1;
     den_1 = den;
@@ -529,6 +567,8 @@ Result<Tensor> sample(Context& ctx, const Plan& plan, const Denoiser& model, Ten
     }
   } catch (const detail::Cancelled&) {
     return Error("sampling cancelled");
+  } catch (const Exception& e) {  // e.g. a noise sampler that could not answer
+    return e.error();
   }
   return Error(cat("sampler '", info.name, "' is not implemented"));
 }

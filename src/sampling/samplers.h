@@ -8,6 +8,8 @@
 //   ImageRng noise(SeedParams{seeds});                        // A1111's per-image CPU generators (image_rng.h)
 //   Tensor x = plan.start(ctx, noise.next(ctx));               // or plan.start(ctx, noise.next(ctx), init)
 //   Tensor latent = sample(ctx, plan, model, x, noise, {}, on_step).value();
+// A1111's SDE samplers take their noise from Brownian trees instead: SamplerOptions::interval_noise
+// = a1111_noise_sampler(plan, seeds, image_shape) (brownian_tree.h).
 #pragma once
 
 #include <cmath>
@@ -40,6 +42,7 @@ struct SamplerInfo {
   bool discard_penultimate = false;       // sigma table made for steps + 1, its next-to-last dropped
   bool timesteps = false;                 // DDIM / PLMS / UniPC: walks integer timesteps, DDPM-space x
   float default_eta = 0.0f;               // eta if SamplerOptions leaves it unset (0: not used)
+  bool brownian_noise = false;            // A1111 gives it a Brownian-tree noise sampler (brownian_tree.h)
 };
 const std::vector<SamplerInfo>& all_samplers();
 const SamplerInfo& sampler_info(SamplerKind kind);
@@ -69,6 +72,9 @@ struct Plan {
   float img2img_sigma = -1.0f;
   int img2img_timestep = -1;
   const DiscreteSchedule* training = nullptr;  // alphas_cumprod for the timestep samplers' start
+  // k samplers: the positive range of the whole planned table, before an img2img cut (A1111 spans
+  // its SDE samplers' Brownian tree over it).
+  float table_sigma_min = 0.0f, table_sigma_max = 0.0f;
 
   int steps() const;  // the number of sampler steps (StepInfo::steps)
   // The x the sampler starts from: noise * sigma_max (k samplers) or noise (timestep samplers) for
@@ -89,12 +95,24 @@ class NoiseSource {
   virtual Tensor next(Context& ctx, const Shape& shape) = 0;
 };
 
+// Noise for one step of an SDE sampler, asked for where k-diffusion calls
+// noise_sampler(sigma, sigma_next): A1111 answers from Brownian trees (brownian_tree.h). The
+// result has the shape of the x being sampled.
+class IntervalNoise {
+ public:
+  virtual ~IntervalNoise() = default;
+  virtual Tensor between(Context& ctx, float sigma, float sigma_next) = 0;
+};
+
 
 // --- sampling ------------------------------------------------------------------------------------
 struct SamplerOptions {
   float eta = std::numeric_limits<float>::quiet_NaN();  // NaN: the sampler's default (1 ancestral/SDE, 0 DDIM)
   float s_noise = 1.0f;                                 // ancestral / SDE noise multiplier
   float s_churn = 0.0f, s_tmin = 0.0f, s_tmax = std::numeric_limits<float>::infinity();  // Euler/Heun/DPM2
+  // The noise sampler of the samplers with SamplerInfo::brownian_noise. Null: they draw from the
+  // NoiseSource like the others (k-diffusion's default_noise_sampler, the samplers set's order).
+  IntervalNoise* interval_noise = nullptr;
 };
 
 struct StepInfo {

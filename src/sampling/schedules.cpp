@@ -1,5 +1,11 @@
 // Schedules: k-diffusion's DiscreteSchedule (external.py), get_sigmas_* (sampling.py) and A1111's
 // sd_schedulers.py / sd_samplers_lcm.py, side by side with those files.
+//
+// The tables must be torch's float32 bits, not just close: the SDE samplers' Brownian tree rounds
+// its query times (the sigmas) to 1e-6. Torch multiplies and adds separately, so the compiler
+// must not fuse them (-march=native enables FMA), hence the pragma.
+#pragma GCC optimize("fp-contract=off")
+
 #include "sampling/schedules.h"
 
 #include <algorithm>
@@ -15,10 +21,13 @@ std::vector<float> linspace_f32(float start, float end, int n) {
   if (n == 1) out[0] = start;
   if (n <= 1) return out;
   // ATen's linspace kernel: the first half counts up from start, the second half down from end.
+  // Its AVX2 / AVX-512 builds (GCC, -mfma) fuse `start + step * i` into one FMA, scalar and
+  // vector paths alike (ATEN_CPU_CAPABILITY=default does not; checked against torch 2.5.1).
   const float step = (end - start) / static_cast<float>(n - 1);
   const int halfway = n / 2;
   for (int i = 0; i < n; ++i)
-    out[i] = i < halfway ? start + step * static_cast<float>(i) : end - step * static_cast<float>(n - 1 - i);
+    out[i] = i < halfway ? std::fma(step, static_cast<float>(i), start)
+                         : std::fma(-step, static_cast<float>(n - 1 - i), end);
   return out;
 }
 
