@@ -34,38 +34,29 @@ Image with_channels(const Image& im, int channels) {
 
 size_t pixel_count(const Image& im) { return size_t(im.width) * im.height; }
 
-}  // namespace
-
-Image premultiply(const Image& im) {
-  detail::check_image(im, "premultiply");
-  EASEL_CHECK(im.channels == 2 || im.channels == 4, "premultiply: needs RGBA or LA, got ",
-              im.channels, " channels");
-  // Convert.c rgbA2rgba ("RGBA" -> "RGBa") and lA2la ("LA" -> "La").
+// Every colour value of an image whose last band is alpha, through f(value, alpha).
+template <class F>
+Image map_colours_by_alpha(const Image& im, const char* what, const char* modes, F f) {
+  detail::check_image(im, what);
+  EASEL_CHECK(im.channels == 2 || im.channels == 4, what, ": needs ", modes, ", got ", im.channels, " channels");
   Image out = im;
   out.text.clear();
   const int colours = im.channels - 1;
   for (size_t i = 0; i < pixel_count(im); ++i) {
     uint8_t* p = &out.pixels[i * im.channels];
-    const unsigned alpha = p[colours];
-    for (int c = 0; c < colours; ++c) p[c] = mul_div_255(p[c], alpha);
+    for (int c = 0; c < colours; ++c) p[c] = f(p[c], p[colours]);
   }
   return out;
 }
 
+}  // namespace
+
+// Convert.c rgbA2rgba ("RGBA" -> "RGBa") and lA2la ("LA" -> "La").
+Image premultiply(const Image& im) { return map_colours_by_alpha(im, "premultiply", "RGBA or LA", mul_div_255); }
+
+// Convert.c rgba2rgbA ("RGBa" -> "RGBA") and la2lA ("La" -> "LA").
 Image unpremultiply(const Image& im) {
-  detail::check_image(im, "unpremultiply");
-  EASEL_CHECK(im.channels == 2 || im.channels == 4, "unpremultiply: needs RGBa or La, got ",
-              im.channels, " channels");
-  // Convert.c rgba2rgbA ("RGBa" -> "RGBA") and la2lA ("La" -> "LA").
-  Image out = im;
-  out.text.clear();
-  const int colours = im.channels - 1;
-  for (size_t i = 0; i < pixel_count(im); ++i) {
-    uint8_t* p = &out.pixels[i * im.channels];
-    const unsigned alpha = p[colours];
-    for (int c = 0; c < colours; ++c) p[c] = unpremultiply_value(p[c], alpha);
-  }
-  return out;
+  return map_colours_by_alpha(im, "unpremultiply", "RGBa or La", unpremultiply_value);
 }
 
 Image premultiplied_to_rgb(const Image& im) {
