@@ -16,7 +16,6 @@
 #include "backends/runtime.h"
 #include "io/checkpoint.h"
 #include "ops/ops.h"
-#include "pipelines/stable_diffusion.h"
 #include "sampling/brownian_tree.h"
 #include "sampling/guidance.h"
 #include "sampling/image_rng.h"
@@ -235,47 +234,6 @@ TEST(BrownianTree, BadInputIsAnError) {
   opt.interval_noise = three.get();
   const Tensor x = plan.start(rt->context(), noise.next(rt->context(), Shape{1, 4, 2, 2}));
   EXPECT_FALSE(sample(rt->context(), plan, model, x, noise, opt).ok());
-}
-
-// The pipeline seeds iteration k's trees with its own slice of the seeds (A1111's
-// current_iter_seeds): the second batch of "seed 5, 2 x 2 images" is the batch of "seed 7, 2 images".
-TEST(BrownianTree, PipelineSeedsEachIterationsTrees) {
-  const auto dir = testing::set_dir("sd_pipeline_tiny");
-  std::ifstream f(dir / "info.json");
-  const json model = json::parse(f)["models"]["sd1.safetensors"];
-  ASSERT_FALSE(model.is_null());
-  SdLoadOptions o;
-  o.compute_model_hash = false;
-  o.text_encoder_heads = model["text_encoder"]["heads"].get<int>();
-  const json& att = model["unet"]["attention"];
-  UnetOptions u;
-  if (!att["num_heads"].is_null()) u.num_heads = att["num_heads"].get<int>();
-  else u.head_dim = att["head_dim"].get<int>();
-  u.norm_groups = model["unet"]["norm_groups"].get<int>();
-  o.unet = u;
-  o.vae_norm_groups = model["vae"]["norm_groups"].get<int>();
-  auto sd = StableDiffusion::load(dir / "sd1.safetensors", o);
-  ASSERT_TRUE(sd.ok()) << sd.error().message();
-  auto rt = Runtime::create({"cpu", 0}).value();
-
-  GenerationParams p;
-  p.prompt = "a lighthouse at dusk";
-  p.sampler_name = "DPM++ 2M SDE";
-  p.width = 48;
-  p.height = 32;
-  p.steps = 3;
-  p.batch_size = 2;
-  p.n_iter = 2;
-  p.seed = 5;
-  auto both = sd->generate(rt->context(), p);
-  ASSERT_TRUE(both.ok()) << both.error().message();
-  p.n_iter = 1;
-  p.seed = 7;
-  auto second = sd->generate(rt->context(), p);
-  ASSERT_TRUE(second.ok()) << second.error().message();
-  ASSERT_EQ(both->images.size(), 4u);
-  for (int i = 0; i < 2; ++i) EXPECT_EQ(both->images[2 + i].image.pixels, second->images[i].image.pixels) << i;
-  EXPECT_NE(both->images[0].image.pixels, second->images[0].image.pixels);
 }
 
 }  // namespace
