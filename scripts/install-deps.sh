@@ -10,6 +10,8 @@ packages=(
   libdnnl-dev libhwy-dev
   # checkpoints, images, CLI
   nlohmann-json3-dev libcli11-dev libpng-dev libjpeg62-turbo-dev libwebp-dev zlib1g-dev
+  # server: HTTP and WebSocket (Boost.Beast, header-only), persistent state
+  libboost-dev libsqlite3-dev
   # text: tokenizer regexes and Unicode normalisation
   libpcre2-dev libutf8proc-dev
   # tests and benchmarks

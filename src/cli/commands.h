@@ -14,5 +14,6 @@ void add_inspect_command(CLI::App& app, const GlobalOptions& global, int& exit_c
 void add_vae_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_generate_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_pnginfo_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 
 }  // namespace easel::cli

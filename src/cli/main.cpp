@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   easel::cli::add_vae_command(app, global, exit_code);
   easel::cli::add_generate_command(app, global, exit_code);
   easel::cli::add_pnginfo_command(app, global, exit_code);
+  easel::cli::add_serve_command(app, global, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -1,0 +1,47 @@
+// easel serve [--host H] [--port P] [--listen] [--models-dir DIR] ...
+// The server: A1111 / SD.Next API (and, as they land, OpenAI images, native jobs, the web UI).
+#include <csignal>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "server/server_app.h"
+
+namespace easel::cli {
+
+void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
+  auto* cmd = app.add_subcommand("serve", "Serve the A1111 / SD.Next API (and the web UI) over HTTP");
+  auto options = std::make_shared<server::ServeOptions>();
+  auto listen = std::make_shared<bool>(false);
+  cmd->add_option("--host", options->host, "address to bind")->capture_default_str();
+  cmd->add_option("--port", options->port, "port")->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_flag("--listen", *listen, "bind 0.0.0.0: reachable from other machines");
+  cmd->add_option("--models-dir", options->models_dir, "models folder (Stable-diffusion or checkpoints, VAE, Lora, ...)")
+      ->capture_default_str();
+  cmd->add_option("--outputs-dir", options->outputs_dir, "where generated images are written")->capture_default_str();
+  cmd->add_option("--data-dir", options->data_dir, "where the server keeps its state")->capture_default_str();
+  cmd->callback([options, listen, &global, &exit_code] {
+    if (*listen) options->host = "0.0.0.0";
+    options->threads = global.threads;
+    // SIGINT / SIGTERM are waited for below; block them before any thread starts so none of
+    // those threads takes them instead.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    server::ServerApp app(*options);
+    if (Status s = app.start(); !s.ok()) {
+      std::fprintf(stderr, "easel serve: %s\n", s.error().message().c_str());
+      exit_code = 1;
+      return;
+    }
+    std::fprintf(stderr, "easel: serving on http://%s:%d (models: %s)\n", options->host.c_str(), app.port(),
+                 options->models_dir.string().c_str());
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::fprintf(stderr, "easel: stopping\n");
+    app.stop();
+  });
+}
+
+}  // namespace easel::cli

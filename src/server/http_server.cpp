@@ -1,0 +1,213 @@
+#include "server/http_server.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+
+namespace easel::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string percent_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += char(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else if (plus_is_space && s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+HttpRequest to_request(const http::request<http::string_body>& req, const std::string& client) {
+  HttpRequest r;
+  r.method = std::string(req.method_string().data(), req.method_string().size());
+  const std::string_view target(req.target().data(), req.target().size());
+  const size_t q = target.find('?');
+  r.path = percent_decode(target.substr(0, q), false);
+  if (q != std::string_view::npos) {
+    std::string_view query = target.substr(q + 1);
+    while (!query.empty()) {
+      const size_t amp = query.find('&');
+      const std::string_view pair = query.substr(0, amp);
+      const size_t eq = pair.find('=');
+      r.query[percent_decode(pair.substr(0, eq), true)] =
+          eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1), true);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+  }
+  for (const auto& field : req) {
+    std::string name(field.name_string().data(), field.name_string().size());
+    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+    r.headers[name] = std::string(field.value().data(), field.value().size());
+  }
+  r.body = req.body();
+  r.client = client;
+  return r;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  ServerOptions options;
+  const Router& router;
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+  std::vector<std::thread> threads;
+  std::atomic<bool> stopped{false};
+  int bound_port = 0;
+
+  Impl(ServerOptions o, const Router& r) : options(std::move(o)), router(r) {}
+  void accept();
+};
+
+namespace {
+
+// One connection: read a request, answer it (now or later), repeat while keep-alive.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl& server)
+      : stream_(std::move(socket)), server_(server), strand_(stream_.get_executor()) {
+    beast::error_code ec;
+    const auto endpoint = stream_.socket().remote_endpoint(ec);
+    client_ = ec ? "unknown" : endpoint.address().to_string();
+  }
+
+  void start() { read(); }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(server_.options.max_body_bytes);
+    stream_.expires_after(std::chrono::seconds(300));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted || ec == beast::error::timeout) {
+      return close();
+    }
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      return write(HttpResponse::error(413, "request body is larger than the server's limit of " +
+                                                std::to_string(server_.options.max_body_bytes >> 20) + " MiB"));
+    }
+    if (ec) {
+      keep_alive_ = false;
+      return write(HttpResponse::error(400, "malformed HTTP request: " + ec.message()));
+    }
+    const auto& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    request_ = to_request(req, client_);
+    auto self = shared_from_this();
+    // The Responder may run on any thread (the job executor): hop onto this connection's strand.
+    Responder respond = [self](HttpResponse response) {
+      asio::post(self->strand_, [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
+    };
+    try {
+      if (server_.options.before) {
+        if (auto early = server_.options.before(request_)) return respond(std::move(*early));
+      }
+      server_.router.dispatch(request_, respond);
+    } catch (const std::exception& e) {
+      respond(HttpResponse::error(500, std::string("internal error: ") + e.what()));
+    }
+  }
+
+  void write(HttpResponse response) {
+    if (server_.options.after) server_.options.after(request_, response);
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(11);
+    res->result(static_cast<http::status>(response.status));
+    res->set(http::field::server, "easel");
+    res->set(http::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) res->set(name, value);
+    res->keep_alive(keep_alive_);
+    if (request_.method != "HEAD") res->body() = std::move(response.body);
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec || !self->keep_alive_) return self->close();
+      self->read();
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl& server_;
+  asio::strand<asio::any_io_executor> strand_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpRequest request_;
+  std::string client_;
+  bool keep_alive_ = false;
+};
+
+}  // namespace
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
+    if (stopped) return;
+    if (!ec) std::make_shared<Session>(std::move(socket), *this)->start();
+    accept();
+  });
+}
+
+HttpServer::HttpServer(ServerOptions options, const Router& router)
+    : impl_(std::make_unique<Impl>(std::move(options), router)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start() {
+  const std::string where = impl_->options.host + ":" + std::to_string(impl_->options.port);
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(impl_->options.host, ec);
+  if (ec) return Error(where + ": not an IP address (" + ec.message() + ")");
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(impl_->options.port));
+  auto& acceptor = impl_->acceptor;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Error(where + ": cannot listen (" + ec.message() + ")");
+  impl_->bound_port = acceptor.local_endpoint().port();
+  impl_->accept();
+  for (int i = 0; i < std::max(1, impl_->options.io_threads); ++i) impl_->threads.emplace_back([this] { impl_->io.run(); });
+  return {};
+}
+
+void HttpServer::stop() {
+  if (!impl_ || impl_->stopped.exchange(true)) return;
+  beast::error_code ec;
+  impl_->acceptor.close(ec);
+  impl_->io.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+int HttpServer::port() const { return impl_->bound_port; }
+
+}  // namespace easel::server

@@ -1,0 +1,50 @@
+// The HTTP/1.1 server (Boost.Beast): accepts connections on a few I/O threads, reads each request
+// (refusing bodies over the limit with a JSON 413), runs the `before` hook (authentication, rate
+// limits), dispatches to the router and writes whatever the handler answers, whenever it answers.
+// I/O threads only parse and route: generation runs on the job queue's executor.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/error.h"
+#include "server/http_message.h"
+#include "server/router.h"
+
+namespace easel::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 7860;  // 0: any free port (tests)
+  size_t max_body_bytes = size_t(64) << 20;
+  int io_threads = 2;
+  // Runs before routing; a response stops the request there (401, 429, ...).
+  std::function<std::optional<HttpResponse>(HttpRequest&)> before;
+  // Runs on every response before it is written (CORS headers, ...).
+  std::function<void(const HttpRequest&, HttpResponse&)> after;
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, const Router& router);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts the I/O threads; an error names the address ("127.0.0.1:7860: address in use").
+  Status start();
+  void stop();
+  int port() const;  // the bound port
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+std::string percent_decode(std::string_view s, bool plus_is_space);
+
+}  // namespace easel::server

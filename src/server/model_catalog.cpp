@@ -1,0 +1,132 @@
+#include "server/model_catalog.h"
+
+#include <algorithm>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+namespace easel::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has_extension(const fs::path& p, std::initializer_list<const char*> exts) {
+  std::string e = p.extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return std::any_of(exts.begin(), exts.end(), [&](const char* x) { return e == x; });
+}
+
+std::vector<ModelEntry> scan(const std::vector<fs::path>& folders, bool allow_diffusers_folders) {
+  std::vector<ModelEntry> out;
+  for (const fs::path& folder : folders) {
+    std::error_code ec;
+    if (!fs::is_directory(folder, ec)) continue;
+    for (auto it = fs::recursive_directory_iterator(folder, fs::directory_options::skip_permission_denied, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      const fs::path& p = it->path();
+      const bool diffusers = allow_diffusers_folders && it->is_directory(ec) && fs::exists(p / "model_index.json", ec);
+      const bool file = it->is_regular_file(ec) && has_extension(p, {".safetensors", ".ckpt", ".pt", ".gguf", ".bin"});
+      if (!diffusers && !file) continue;
+      if (diffusers) it.disable_recursion_pending();
+      ModelEntry e;
+      e.name = fs::relative(p, folder, ec).generic_string();
+      e.model_name = p.stem().string();
+      e.title = e.name;
+      e.path = p;
+      out.push_back(std::move(e));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const ModelEntry& a, const ModelEntry& b) { return a.name < b.name; });
+  return out;
+}
+
+std::optional<ModelEntry> find_in(const std::vector<ModelEntry>& entries, const std::string& key) {
+  for (const auto& e : entries)
+    if (key == e.title || key == e.name || key == e.model_name || (!e.hash.empty() && key == e.hash) ||
+        key == e.path.string())
+      return e;
+  return std::nullopt;
+}
+
+}  // namespace
+
+ModelCatalog::ModelCatalog(fs::path models_dir) : dir_(std::move(models_dir)) { refresh(); }
+
+void ModelCatalog::refresh() {
+  auto ck = scan({dir_ / "Stable-diffusion", dir_ / "checkpoints"}, true);
+  auto vae = scan({dir_ / "VAE"}, false);
+  std::lock_guard lock(mutex_);
+  // Keep hashes already computed for files still there.
+  for (auto& e : ck)
+    for (const auto& old : checkpoints_)
+      if (old.path == e.path && !old.hash.empty()) {
+        e.hash = old.hash;
+        e.title = old.title;
+      }
+  checkpoints_ = std::move(ck);
+  vaes_ = std::move(vae);
+}
+
+std::vector<ModelEntry> ModelCatalog::checkpoints() const {
+  std::lock_guard lock(mutex_);
+  return checkpoints_;
+}
+
+std::vector<ModelEntry> ModelCatalog::vaes() const {
+  std::lock_guard lock(mutex_);
+  return vaes_;
+}
+
+std::optional<ModelEntry> ModelCatalog::find_checkpoint(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  return find_in(checkpoints_, key);
+}
+
+std::optional<ModelEntry> ModelCatalog::find_vae(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  return find_in(vaes_, key);
+}
+
+void ModelCatalog::set_hash(const fs::path& path, const std::string& hash) {
+  std::lock_guard lock(mutex_);
+  for (auto& e : checkpoints_)
+    if (e.path == path) {
+      e.hash = hash;
+      e.title = e.name + " [" + hash + "]";
+    }
+}
+
+Result<SdLoadOptions> load_options_for(const fs::path& checkpoint) {
+  SdLoadOptions o;
+  const fs::path sidecar = fs::is_directory(checkpoint) ? checkpoint / "easel.json"
+                                                         : fs::path(checkpoint.string() + ".easel.json");
+  std::error_code ec;
+  if (!fs::exists(sidecar, ec)) return o;
+  std::ifstream in(sidecar);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Error(cat(sidecar.string(), ": not a JSON object"));
+  try {
+    if (j.contains("prediction")) {
+      const std::string pred = j["prediction"];
+      if (pred != "v" && pred != "eps") return Error(cat(sidecar.string(), ": prediction must be \"eps\" or \"v\""));
+      o.prediction = pred == "v" ? sampling::Prediction::V : sampling::Prediction::Eps;
+    }
+    if (j.contains("text_encoder_heads")) o.text_encoder_heads = j["text_encoder_heads"].get<int>();
+    if (j.contains("vae_norm_groups")) o.vae_norm_groups = j["vae_norm_groups"].get<int>();
+    if (j.contains("unet")) {
+      UnetOptions u;
+      const auto& uj = j["unet"];
+      if (uj.contains("num_heads")) u.num_heads = uj["num_heads"].get<int>();
+      if (uj.contains("head_dim")) u.head_dim = uj["head_dim"].get<int>();
+      if (uj.contains("norm_groups")) u.norm_groups = uj["norm_groups"].get<int>();
+      o.unet = u;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Error(cat(sidecar.string(), ": ", e.what()));
+  }
+  return o;
+}
+
+}  // namespace easel::server

@@ -1,0 +1,51 @@
+// The models a server offers: what is in --models-dir, in SD.Next's / A1111's folders
+// (Stable-diffusion or checkpoints, VAE, Lora, embeddings, LLM), scanned at start and on refresh.
+// A checkpoint is a .safetensors / .ckpt / .pt / .gguf file or a diffusers folder (model_index.json).
+//
+// Load options a checkpoint's tensors cannot tell (head counts of tiny test models, v-prediction
+// of an SD2 file without the telltale key) come from an optional sidecar `<checkpoint>.easel.json`:
+//   {"prediction": "v", "text_encoder_heads": 2, "unet": {"num_heads": 2, "norm_groups": 8}, "vae_norm_groups": 4}
+#pragma once
+
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "pipelines/stable_diffusion.h"
+
+namespace easel::server {
+
+struct ModelEntry {
+  std::string name;                // file name relative to its folder ("sd15.safetensors")
+  std::string title;               // A1111's title: "sd15.safetensors [0123456789]" once hashed, else the name
+  std::string model_name;          // stem: "sd15"
+  std::filesystem::path path;
+  std::string hash;                // A1111 short hash (10 hex), computed on first load
+};
+
+class ModelCatalog {
+ public:
+  explicit ModelCatalog(std::filesystem::path models_dir);
+
+  void refresh();  // rescans the folders
+  std::vector<ModelEntry> checkpoints() const;
+  std::vector<ModelEntry> vaes() const;
+  // By title, name, stem or short hash, as A1111's sd_model_checkpoint accepts them.
+  std::optional<ModelEntry> find_checkpoint(const std::string& key) const;
+  std::optional<ModelEntry> find_vae(const std::string& key) const;
+  void set_hash(const std::filesystem::path& path, const std::string& hash);
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+  mutable std::mutex mutex_;
+  std::vector<ModelEntry> checkpoints_, vaes_;
+};
+
+// The sidecar's options (or the defaults when there is none); an unreadable sidecar is an error.
+Result<SdLoadOptions> load_options_for(const std::filesystem::path& checkpoint);
+
+}  // namespace easel::server

@@ -1,0 +1,276 @@
+// AUTOMATIC1111 / SD.Next API, `/sdapi/v1/*` (A1111 modules/api/api.py and models.py): the same
+// paths, fields, defaults and response shapes, so existing clients (webuiapi, scripts, UIs) work.
+#include <fstream>
+#include <random>
+
+#include "io/base64.h"
+#include "pipelines/infotext.h"
+#include "sampling/samplers.h"
+#include "server/a1111_request.h"
+#include "server/server_state.h"
+
+namespace easel::server {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// FastAPI answers a body that is not JSON with a 422 listing the decode error.
+std::optional<json> parse_body(const HttpRequest& req, const Responder& respond) {
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded()) {
+    respond(HttpResponse::json({{"detail", json::array({{{"loc", {"body"}}, {"msg", "the request body is not valid JSON"},
+                                                         {"type", "value_error.jsondecode"}}})}},
+                               422));
+    return std::nullopt;
+  }
+  return body;
+}
+
+HttpResponse validation_error(const std::string& field, const std::string& msg) {
+  ValidationErrors e;
+  e.add(field, msg, "value_error");
+  return HttpResponse::json({{"detail", e.detail}}, 422);
+}
+
+std::string random_name() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// Decodes an uploaded image (base64 or data URI) and stores it as PNG for the job; the error names
+// the field.
+Result<std::string> store_upload(ServerState& s, const json& value, const std::string& field) {
+  if (!value.is_string()) return Error(cat(field, ": expected a base64-encoded image"));
+  auto bytes = base64_decode(value.get<std::string>());
+  if (!bytes) return Error(cat(field, ": not valid base64"));
+  EASEL_TRY(Image image, decode_image(*bytes, field, s.image_limits));
+  fs::create_directories(s.uploads_dir);
+  const fs::path file = s.uploads_dir / (random_name() + ".png");
+  EASEL_TRY_STATUS(write_image(file, image, ImageFormat::Png));
+  return file.string();
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool img2img) {
+  auto body = parse_body(req, respond);
+  if (!body) return;
+  ValidationErrors errors;
+  GenerationParams p = parse_a1111_request(*body, img2img, errors);
+  if (errors.empty())
+    if (Status v = validate(p, s.limits); !v.ok()) errors.add("", v.error().message(), "value_error");
+  if (!errors.empty()) return respond(HttpResponse::json({{"detail", errors.detail}}, 422));
+  const std::string checkpoint = requested_checkpoint(*body);
+  if (!checkpoint.empty() && !s.catalog.find_checkpoint(checkpoint))
+    return respond(validation_error("override_settings.sd_model_checkpoint", "no checkpoint named '" + checkpoint + "'"));
+  if (checkpoint.empty() && s.runner.current_checkpoint().empty())
+    return respond(HttpResponse::error(
+        503, "no Stable Diffusion checkpoint: put one in " + (s.catalog.dir() / "Stable-diffusion").string() +
+                 " and call /sdapi/v1/refresh-checkpoints"));
+
+  json job_request = *body;
+  if (img2img) {
+    const json& inits = body->value("init_images", json::array());
+    if (!inits.is_array() || inits.empty()) return respond(validation_error("init_images", "at least one image is required"));
+    auto file = store_upload(s, inits[0], "init_images.0");
+    if (!file.ok()) return respond(validation_error("init_images", file.error().message()));
+    job_request["init_image_files"] = json::array({*file});
+    if (body->contains("mask") && !(*body)["mask"].is_null()) {
+      auto mask = store_upload(s, (*body)["mask"], "mask");
+      if (!mask.ok()) return respond(validation_error("mask", mask.error().message()));
+      job_request["mask_file"] = *mask;
+    }
+    job_request.erase("init_images");
+    job_request.erase("mask");
+  }
+
+  // The answer comes when the job ends; no HTTP thread waits for it.
+  const fs::path outputs = s.runner.outputs_dir();
+  json parameters = *body;
+  s.queue.submit(img2img ? "img2img" : "txt2img", std::move(job_request), 0,
+                 [respond, outputs, parameters = std::move(parameters)](const Job& job) {
+                   if (job.state == JobState::Cancelled) return respond(HttpResponse::error(409, "the job was cancelled"));
+                   if (job.state != JobState::Done) return respond(HttpResponse::error(500, job.error));
+                   json images = json::array();
+                   for (const auto& rel : job.result["images"]) {
+                     const std::string png = read_file(outputs / rel.get<std::string>());
+                     images.push_back(base64_encode({reinterpret_cast<const uint8_t*>(png.data()), png.size()}));
+                   }
+                   respond(HttpResponse::json({{"images", images},
+                                               {"parameters", parameters},
+                                               {"info", job.result["info"].dump()}}));
+                 });
+}
+
+// A1111 progress: 0.01 + job_no / job_count + (sampling_step / sampling_steps) / job_count.
+json progress_json(ServerState& s) {
+  const auto job = s.queue.running();
+  const int queued = s.queue.queued_count();
+  json state = {{"skipped", false}, {"interrupted", false}, {"job", ""}, {"job_count", queued},
+                {"job_timestamp", "0"}, {"job_no", 0}, {"sampling_step", 0}, {"sampling_steps", 0}};
+  if (!job) return {{"progress", 0.0}, {"eta_relative", 0.0}, {"state", state}, {"current_image", nullptr}, {"textinfo", nullptr}};
+  const JobProgress& pr = job->progress;
+  const int images = std::max(1, pr.images);
+  double progress = 0.01 + double(pr.image) / images + (pr.steps ? double(pr.step) / pr.steps : 0.0) / images;
+  progress = std::min(progress, 1.0);
+  const double elapsed = double(unix_ms() - job->started_ms) / 1000.0;
+  state["job"] = job->id;
+  state["job_count"] = images;
+  state["job_no"] = pr.image;
+  state["job_timestamp"] = std::to_string(job->started_ms);
+  state["sampling_step"] = pr.step;
+  state["sampling_steps"] = pr.steps;
+  state["interrupted"] = job->interrupted;
+  state["skipped"] = job->skipped;
+  return {{"progress", progress},
+          {"eta_relative", elapsed / progress - elapsed},
+          {"state", state},
+          {"current_image", nullptr},
+          {"textinfo", pr.stage}};
+}
+
+json options_json(ServerState& s) {
+  json o = {{"sd_model_checkpoint", s.runner.current_checkpoint()},
+            {"sd_vae", "Automatic"},
+            {"CLIP_stop_at_last_layers", 1},
+            {"eta_noise_seed_delta", 0},
+            {"samples_format", "png"},
+            {"outdir_samples", s.runner.outputs_dir().string()}};
+  if (auto e = s.catalog.find_checkpoint(s.runner.current_checkpoint())) o["sd_model_checkpoint"] = e->title;
+  std::lock_guard lock(s.options_mutex);
+  for (const auto& [k, v] : s.options.items())
+    if (k != "sd_model_checkpoint") o[k] = v;
+  return o;
+}
+
+}  // namespace
+
+void add_sdapi_routes(Router& r, ServerState& s) {
+  r.add("POST", "/sdapi/v1/txt2img", [&s](HttpRequest& req, Responder respond) { generate(s, req, respond, false); });
+  r.add("POST", "/sdapi/v1/img2img", [&s](HttpRequest& req, Responder respond) { generate(s, req, respond, true); });
+  r.add("GET", "/sdapi/v1/progress", [&s](HttpRequest&, Responder respond) { respond(HttpResponse::json(progress_json(s))); });
+  r.add("POST", "/sdapi/v1/interrupt", [&s](HttpRequest&, Responder respond) {
+    s.queue.interrupt();
+    respond(HttpResponse::json(json::object()));
+  });
+  r.add("POST", "/sdapi/v1/skip", [&s](HttpRequest&, Responder respond) {
+    s.queue.skip();
+    respond(HttpResponse::json(json::object()));
+  });
+  r.add("GET", "/sdapi/v1/options", [&s](HttpRequest&, Responder respond) { respond(HttpResponse::json(options_json(s))); });
+  r.add("POST", "/sdapi/v1/options", [&s](HttpRequest& req, Responder respond) {
+    auto body = parse_body(req, respond);
+    if (!body) return;
+    if (!body->is_object()) return respond(validation_error("", "value is not a valid dict"));
+    if (auto ck = body->find("sd_model_checkpoint"); ck != body->end()) {
+      if (!ck->is_string()) return respond(validation_error("sd_model_checkpoint", "str type expected"));
+      if (Status st = s.runner.select_checkpoint(ck->get<std::string>()); !st.ok())
+        return respond(validation_error("sd_model_checkpoint", st.error().message()));
+    }
+    std::lock_guard lock(s.options_mutex);
+    for (const auto& [k, v] : body->items()) s.options[k] = v;
+    respond(HttpResponse::json(nullptr));
+  });
+  r.add("GET", "/sdapi/v1/cmd-flags", [&s](HttpRequest&, Responder respond) {
+    respond(HttpResponse::json({{"api", true}, {"ckpt_dir", (s.catalog.dir() / "Stable-diffusion").string()},
+                                {"vae_dir", (s.catalog.dir() / "VAE").string()}, {"nowebui", false}}));
+  });
+  r.add("GET", "/sdapi/v1/samplers", [](HttpRequest&, Responder respond) {
+    json out = json::array();
+    for (const auto& info : sampling::all_samplers()) {
+      json aliases = json::array();
+      for (auto a : info.aliases) aliases.push_back(std::string(a));
+      json options = json::object();
+      if (info.automatic != sampling::ScheduleType::Uniform)
+        options["scheduler"] = std::string(sampling::schedule_label(info.automatic));
+      if (info.discard_penultimate) options["discard_next_to_last_sigma"] = "True";
+      out.push_back({{"name", std::string(info.name)}, {"aliases", aliases}, {"options", options}});
+    }
+    respond(HttpResponse::json(out));
+  });
+  r.add("GET", "/sdapi/v1/schedulers", [](HttpRequest&, Responder respond) {
+    json out = json::array();
+    for (auto type : sampling::all_schedules()) {
+      std::string label(sampling::schedule_label(type)), name = label;
+      for (char& c : name) c = c == ' ' ? '_' : char(std::tolower(static_cast<unsigned char>(c)));
+      out.push_back({{"name", name}, {"label", label}, {"aliases", nullptr}, {"default_rho", -1}, {"need_inner_model", false}});
+    }
+    respond(HttpResponse::json(out));
+  });
+  r.add("GET", "/sdapi/v1/sd-models", [&s](HttpRequest&, Responder respond) {
+    json out = json::array();
+    for (const auto& e : s.catalog.checkpoints())
+      out.push_back({{"title", e.title}, {"model_name", e.model_name}, {"hash", e.hash.empty() ? json(nullptr) : json(e.hash)},
+                     {"sha256", nullptr}, {"filename", e.path.string()}, {"config", nullptr}});
+    respond(HttpResponse::json(out));
+  });
+  r.add("GET", "/sdapi/v1/sd-vae", [&s](HttpRequest&, Responder respond) {
+    json out = json::array();
+    for (const auto& e : s.catalog.vaes()) out.push_back({{"model_name", e.name}, {"filename", e.path.string()}});
+    respond(HttpResponse::json(out));
+  });
+  const auto refresh = [&s](HttpRequest&, Responder respond) {
+    s.catalog.refresh();
+    respond(HttpResponse::json(nullptr));
+  };
+  r.add("POST", "/sdapi/v1/refresh-checkpoints", refresh);
+  r.add("POST", "/sdapi/v1/refresh-vae", refresh);
+  r.add("POST", "/sdapi/v1/unload-checkpoint", [&s](HttpRequest&, Responder respond) {
+    s.runner.unload();
+    respond(HttpResponse::json(nullptr));
+  });
+  r.add("POST", "/sdapi/v1/reload-checkpoint", [](HttpRequest&, Responder respond) {
+    respond(HttpResponse::json(nullptr));  // the model loads on the next job
+  });
+  r.add("POST", "/sdapi/v1/png-info", [&s](HttpRequest& req, Responder respond) {
+    auto body = parse_body(req, respond);
+    if (!body) return;
+    const json image = body->is_object() ? body->value("image", json()) : json();
+    if (!image.is_string()) return respond(validation_error("image", "field required"));
+    auto bytes = base64_decode(image.get<std::string>());
+    if (!bytes) return respond(validation_error("image", "not valid base64"));
+    auto decoded = decode_image(*bytes, "image", s.image_limits);
+    if (!decoded.ok()) return respond(validation_error("image", decoded.error().message()));
+    std::string text;
+    json items = json::object();
+    for (const auto& [key, value] : decoded->text) {
+      items[key] = value;
+      if (key == "parameters") text = value;
+    }
+    json parameters = json::object();
+    if (!text.empty()) {
+      const Infotext info = parse_infotext(text);
+      parameters["Prompt"] = info.prompt;
+      parameters["Negative prompt"] = info.negative_prompt;
+      for (const auto& [k, v] : info.params) parameters[k] = v;
+    }
+    items.erase("parameters");
+    respond(HttpResponse::json({{"info", text}, {"items", items}, {"parameters", parameters}}));
+  });
+  r.add("GET", "/sdapi/v1/memory", [](HttpRequest&, Responder respond) {
+    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const double total = double(pages) * page, free = double(avail) * page;
+    respond(HttpResponse::json({{"ram", {{"free", free}, {"used", total - free}, {"total", total}}},
+                                {"cuda", {{"error", "no CUDA device"}}}}));
+  });
+  const auto empty_list = [](HttpRequest&, Responder respond) { respond(HttpResponse::json(json::array())); };
+  r.add("GET", "/sdapi/v1/upscalers", empty_list);
+  r.add("GET", "/sdapi/v1/loras", empty_list);
+  r.add("POST", "/sdapi/v1/refresh-loras", [](HttpRequest&, Responder respond) { respond(HttpResponse::json(nullptr)); });
+  r.add("GET", "/sdapi/v1/prompt-styles", empty_list);
+  r.add("GET", "/sdapi/v1/embeddings", [](HttpRequest&, Responder respond) {
+    respond(HttpResponse::json({{"loaded", json::object()}, {"skipped", json::object()}}));
+  });
+  r.add("GET", "/sdapi/v1/scripts", [](HttpRequest&, Responder respond) {
+    respond(HttpResponse::json({{"txt2img", json::array()}, {"img2img", json::array()}}));
+  });
+}
+
+}  // namespace easel::server

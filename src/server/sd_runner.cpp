@@ -1,0 +1,168 @@
+#include "server/sd_runner.h"
+
+#include <chrono>
+#include <ctime>
+
+#include "io/image.h"
+#include "server/a1111_request.h"
+
+namespace easel::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+}  // namespace
+
+SdJobRunner::SdJobRunner(ModelCatalog& catalog, SdRunnerOptions options)
+    : catalog_(catalog), options_(std::move(options)) {
+  runtime_ = Runtime::create({"cpu", options_.threads}).value();
+  const auto all = catalog_.checkpoints();
+  if (!all.empty()) current_ = all.front().name;
+}
+
+std::string SdJobRunner::current_checkpoint() const {
+  std::lock_guard lock(mutex_);
+  return current_;
+}
+
+Status SdJobRunner::select_checkpoint(const std::string& key) {
+  auto entry = catalog_.find_checkpoint(key);
+  if (!entry) return Error(cat("no checkpoint named '", key, "' in ", catalog_.dir().string()));
+  std::lock_guard lock(mutex_);
+  current_ = entry->name;
+  return {};
+}
+
+void SdJobRunner::unload() {
+  std::lock_guard lock(mutex_);
+  loaded_.reset();
+  loaded_path_.clear();
+}
+
+const StableDiffusion& SdJobRunner::model_for(const std::string& key) {
+  std::string name = key;
+  if (name.empty()) name = current_checkpoint();
+  if (name.empty()) throw std::runtime_error(cat("no checkpoint: put a Stable Diffusion model in ",
+                                                 (catalog_.dir() / "Stable-diffusion").string(), " and refresh"));
+  auto entry = catalog_.find_checkpoint(name);
+  if (!entry) throw std::runtime_error(cat("no checkpoint named '", name, "'"));
+  std::lock_guard lock(mutex_);
+  if (loaded_ && loaded_path_ == entry->path) return *loaded_;
+  loaded_.reset();  // one model in memory at a time
+  auto options = load_options_for(entry->path);
+  if (!options.ok()) throw std::runtime_error(options.error().message());
+  auto sd = StableDiffusion::load(entry->path, *options);
+  if (!sd.ok()) throw std::runtime_error(sd.error().message());
+  loaded_.emplace(std::move(*sd));
+  loaded_path_ = entry->path;
+  if (!loaded_->model_hash().empty()) catalog_.set_hash(entry->path, loaded_->model_hash());
+  return *loaded_;
+}
+
+nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
+  const bool img2img = job.kind == "img2img";
+  ValidationErrors errors;
+  GenerationParams p = parse_a1111_request(job.request, img2img, errors);
+  if (!errors.empty()) throw std::runtime_error(errors.detail.dump());
+  if (img2img) {
+    const auto& files = job.request.value("init_image_files", nlohmann::json::array());
+    if (files.empty()) throw std::runtime_error("img2img: init_images is empty");
+    p.init_image = files[0].get<std::string>();
+    p.mask = job.request.value("mask_file", "");
+  }
+  const StableDiffusion& sd = model_for(requested_checkpoint(job.request));
+
+  Context& ctx = runtime_->context();
+  JobProgress progress;
+  progress.images = p.batch_size * p.n_iter;
+  progress.stage = "text";
+  control.report(progress);
+  ctx.cancel_flag = &control.cancel;
+  ctx.on_progress = [&](const Progress& pr) {
+    // Interrupt and skip stop the sampler like a cancel; the images finished so far are kept.
+    if (control.interrupt || control.skip) control.cancel = true;
+    if (pr.stage == "sample") {
+      progress.stage = "sample";
+      progress.step = int(pr.done);
+      progress.steps = int(pr.total);
+    } else if (pr.stage == "decode") {
+      progress.stage = "decode";
+    }
+    control.report(progress);
+  };
+  const fs::path day = options_.outputs_dir / today();
+  fs::create_directories(day);
+  nlohmann::json images = nlohmann::json::array(), infotexts = nlohmann::json::array(),
+                 seeds = nlohmann::json::array(), subseeds = nlohmann::json::array();
+  auto result = sd.generate(ctx, p, [&](const GeneratedImage& image) {
+    const fs::path file = day / cat(job.id, "-", images.size(), ".png");
+    if (Status s = write_image(file, image.image); !s.ok()) throw std::runtime_error(s.error().message());
+    images.push_back(fs::relative(file, options_.outputs_dir).generic_string());
+    infotexts.push_back(image.infotext);
+    seeds.push_back(image.seed);
+    subseeds.push_back(image.subseed);
+    ++progress.image;
+    control.report(progress);
+  });
+  ctx.cancel_flag = nullptr;
+  ctx.on_progress = nullptr;
+  const bool stopped_early = control.interrupt || control.skip;
+  // Interrupted or skipped after some images: the job is done with those (A1111 returns what it has).
+  if (!result.ok() && !(stopped_early && !images.empty())) throw std::runtime_error(result.error().message());
+
+  // A1111's `info` (processing.py Processed.js()).
+  const int64_t first_seed = seeds.empty() ? p.seed : seeds[0].get<int64_t>();
+  nlohmann::json info = {
+      {"prompt", p.prompt},
+      {"all_prompts", nlohmann::json::array()},
+      {"negative_prompt", p.negative_prompt},
+      {"all_negative_prompts", nlohmann::json::array()},
+      {"seed", first_seed},
+      {"all_seeds", seeds},
+      {"subseed", subseeds.empty() ? p.subseed : subseeds[0].get<int64_t>()},
+      {"all_subseeds", subseeds},
+      {"subseed_strength", p.subseed_strength},
+      {"width", p.width},
+      {"height", p.height},
+      {"sampler_name", p.sampler_name},
+      {"cfg_scale", p.cfg_scale},
+      {"steps", p.steps},
+      {"batch_size", p.batch_size},
+      {"restore_faces", false},
+      {"face_restoration_model", nullptr},
+      {"sd_model_name", sd.model_name()},
+      {"sd_model_hash", sd.model_hash()},
+      {"sd_vae_name", nullptr},
+      {"sd_vae_hash", nullptr},
+      {"seed_resize_from_w", p.seed_resize_from_w ? p.seed_resize_from_w : -1},
+      {"seed_resize_from_h", p.seed_resize_from_h ? p.seed_resize_from_h : -1},
+      {"denoising_strength", img2img ? nlohmann::json(p.denoising_strength) : nlohmann::json(nullptr)},
+      {"extra_generation_params", nlohmann::json::object()},
+      {"index_of_first_image", 0},
+      {"infotexts", infotexts},
+      {"styles", nlohmann::json::array()},
+      {"job_timestamp", job.created_ms},
+      {"clip_skip", p.clip_skip},
+      {"is_using_inpainting_conditioning", sd.info().inpainting},
+      {"version", "easel 0.1.0"},
+  };
+  for (size_t i = 0; i < images.size(); ++i) {
+    info["all_prompts"].push_back(p.prompt);
+    info["all_negative_prompts"].push_back(p.negative_prompt);
+  }
+  if (result.ok())
+    for (const std::string& c : result->comments) info["extra_generation_params"]["Comment"] = c;
+  return {{"images", images}, {"info", info}};
+}
+
+}  // namespace easel::server
