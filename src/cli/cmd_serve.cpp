@@ -18,7 +18,7 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
   cmd->add_option("--models-dir", options->models_dir, "models folder (Stable-diffusion or checkpoints, VAE, Lora, ...)")
       ->capture_default_str();
   cmd->add_option("--outputs-dir", options->outputs_dir, "where generated images are written")->capture_default_str();
-  cmd->add_option("--data-dir", options->data_dir, "where the server keeps its state")->capture_default_str();
+  cmd->add_option("--data-dir", options->data_dir, "where the server keeps its state (job history easel.db, uploads)")->capture_default_str();
   cmd->callback([options, listen, &global, &exit_code] {
     if (*listen) options->host = "0.0.0.0";
     options->threads = global.threads;

@@ -17,6 +17,8 @@
 
 namespace easel::server {
 
+class MessageStream;
+
 struct HttpRequest {
   std::string method;                         // "GET", "POST", ...
   std::string path;                           // percent-decoded, without the query
@@ -35,12 +37,17 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // A long-lived answer (events): the connection sends the headers, then the stream's messages
+  // until either side closes it; as WebSocket text frames when the request asked to upgrade to a
+  // WebSocket, otherwise as Server-Sent Events. See message_stream.h.
+  std::shared_ptr<MessageStream> stream;
 
   static HttpResponse json(const nlohmann::json& value, int status = 200);
   // {"error": <reason phrase>, "detail": message}: what FastAPI (A1111, SD.Next) sends, so their
   // clients show our messages.
   static HttpResponse error(int status, std::string_view message);
   static HttpResponse bytes(std::string body, std::string content_type, int status = 200);
+  static HttpResponse streaming(std::shared_ptr<MessageStream> stream);
 };
 
 // Sends the response for one request; callable once, from any thread.

@@ -1,17 +1,22 @@
 #include "server/http_server.h"
 
+#include <array>
 #include <atomic>
 #include <thread>
 #include <vector>
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "server/message_stream.h"
 
 namespace easel::server {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 std::string percent_decode(std::string_view s, bool plus_is_space) {
@@ -92,6 +97,11 @@ class Session : public std::enable_shared_from_this<Session> {
     client_ = ec ? "unknown" : endpoint.address().to_string();
   }
 
+  // A stream outliving its connection is closed, so its producer stops feeding it.
+  ~Session() {
+    if (events_) events_->close();
+  }
+
   void start() { read(); }
 
  private:
@@ -136,6 +146,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write(HttpResponse response) {
     if (server_.options.after) server_.options.after(request_, response);
+    if (response.stream && response.status == 200) return start_stream(std::move(response));
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(11);
     res->result(static_cast<http::status>(response.status));
@@ -156,6 +167,96 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // ---- long-lived answers: the connection now only carries the stream's messages ----
+
+  void start_stream(HttpResponse response) {
+    events_ = std::move(response.stream);
+    auto self = shared_from_this();
+    // The waker runs on whichever thread pushed (the job executor): it only posts to the strand,
+    // and holds the session weakly so a stream outliving its connection keeps nothing alive.
+    const auto waker = [weak = weak_from_this()] {
+      if (auto s = weak.lock()) asio::post(s->strand_, [s] { s->pump(); });
+    };
+    if (websocket::is_upgrade(parser_->get())) {
+      ws_ = std::make_unique<websocket::stream<beast::tcp_stream>>(std::move(stream_));
+      beast::get_lowest_layer(*ws_).expires_never();
+      // Pings an idle client and drops one that stops answering them.
+      ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+      ws_->read_message_max(64 * 1024);
+      ws_->set_option(websocket::stream_base::decorator(
+          [](websocket::response_type& res) { res.set(http::field::server, "easel"); }));
+      ws_->async_accept(parser_->get(), [self, waker](beast::error_code ec) {
+        if (ec) return self->events_->close();
+        self->ws_read();
+        self->events_->set_waker(waker);
+      });
+      return;
+    }
+    std::string header = "HTTP/1.1 200 OK\r\nServer: easel\r\nContent-Type: text/event-stream\r\n"
+                         "Cache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n";
+    for (const auto& [name, value] : response.headers) header += name + ": " + value + "\r\n";
+    out_ = header + "\r\n";
+    writing_ = true;
+    stream_.expires_after(std::chrono::seconds(30));
+    asio::async_write(stream_, asio::buffer(out_), [self, waker](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      if (ec) return self->events_->close();
+      self->sse_read();
+      self->events_->set_waker(waker);
+    });
+  }
+
+  // A WebSocket must be read for control frames (ping, close); what the client sends is ignored.
+  void ws_read() {
+    ws_->async_read(ws_in_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->events_->close();
+      self->ws_in_.clear();
+      self->ws_read();
+    });
+  }
+
+  // An SSE client sends nothing: a read completes only when it goes away.
+  void sse_read() {
+    stream_.socket().async_read_some(asio::buffer(sse_in_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->events_->close();
+      self->sse_read();
+    });
+  }
+
+  // Writes queued messages one at a time; closes the connection once the stream is closed.
+  void pump() {
+    if (writing_) return;
+    if (events_->closed()) return close_stream();
+    auto message = events_->pop();
+    if (!message) return;
+    writing_ = true;
+    auto done = [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      if (ec) {
+        self->events_->close();
+        return self->close_stream();
+      }
+      self->pump();
+    };
+    if (ws_) {
+      out_ = std::move(*message);
+      ws_->text(true);
+      ws_->async_write(asio::buffer(out_), std::move(done));
+      // Previews as binary frames go here: a second queue of binary messages on MessageStream,
+      // written with ws_->binary(true) (SSE would send them base64 in a "preview" event).
+    } else {
+      out_ = "data: " + *message + "\n\n";
+      stream_.expires_after(std::chrono::seconds(30));  // a client that stops reading is dropped
+      asio::async_write(stream_, asio::buffer(out_), std::move(done));
+    }
+  }
+
+  void close_stream() {
+    beast::error_code ec;
+    if (ws_) beast::get_lowest_layer(*ws_).socket().close(ec);
+    else stream_.socket().close(ec);
+  }
+
   beast::tcp_stream stream_;
   HttpServer::Impl& server_;
   asio::strand<asio::any_io_executor> strand_;
@@ -164,6 +265,13 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpRequest request_;
   std::string client_;
   bool keep_alive_ = false;
+  // Streaming (SSE / WebSocket) state, used on the strand only.
+  std::shared_ptr<MessageStream> events_;
+  std::unique_ptr<websocket::stream<beast::tcp_stream>> ws_;
+  beast::flat_buffer ws_in_;
+  std::array<char, 512> sse_in_{};
+  std::string out_;
+  bool writing_ = false;
 };
 
 }  // namespace

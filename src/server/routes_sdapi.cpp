@@ -1,12 +1,12 @@
 // AUTOMATIC1111 / SD.Next API, `/sdapi/v1/*` (A1111 modules/api/api.py and models.py): the same
 // paths, fields, defaults and response shapes, so existing clients (webuiapi, scripts, UIs) work.
 #include <fstream>
-#include <random>
 
 #include "io/base64.h"
 #include "pipelines/infotext.h"
 #include "sampling/samplers.h"
 #include "server/a1111_request.h"
+#include "server/generation_request.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -16,80 +16,17 @@ using nlohmann::json;
 
 namespace {
 
-// FastAPI answers a body that is not JSON with a 422 listing the decode error.
-std::optional<json> parse_body(const HttpRequest& req, const Responder& respond) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) {
-    respond(HttpResponse::json({{"detail", json::array({{{"loc", {"body"}}, {"msg", "the request body is not valid JSON"},
-                                                         {"type", "value_error.jsondecode"}}})}},
-                               422));
-    return std::nullopt;
-  }
-  return body;
-}
-
-HttpResponse validation_error(const std::string& field, const std::string& msg) {
-  ValidationErrors e;
-  e.add(field, msg, "value_error");
-  return HttpResponse::json({{"detail", e.detail}}, 422);
-}
-
-std::string random_name() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-// Decodes an uploaded image (base64 or data URI) and stores it as PNG for the job; the error names
-// the field.
-Result<std::string> store_upload(ServerState& s, const json& value, const std::string& field) {
-  if (!value.is_string()) return Error(cat(field, ": expected a base64-encoded image"));
-  auto bytes = base64_decode(value.get<std::string>());
-  if (!bytes) return Error(cat(field, ": not valid base64"));
-  EASEL_TRY(Image image, decode_image(*bytes, field, s.image_limits));
-  fs::create_directories(s.uploads_dir);
-  const fs::path file = s.uploads_dir / (random_name() + ".png");
-  EASEL_TRY_STATUS(write_image(file, image, ImageFormat::Png));
-  return file.string();
-}
-
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool img2img) {
-  auto body = parse_body(req, respond);
+  auto body = parse_json_body(req, respond);
   if (!body) return;
-  ValidationErrors errors;
-  GenerationParams p = parse_a1111_request(*body, img2img, errors);
-  if (errors.empty())
-    if (Status v = validate(p, s.limits); !v.ok()) errors.add("", v.error().message(), "value_error");
-  if (!errors.empty()) return respond(HttpResponse::json({{"detail", errors.detail}}, 422));
-  const std::string checkpoint = requested_checkpoint(*body);
-  if (!checkpoint.empty() && !s.catalog.find_checkpoint(checkpoint))
-    return respond(validation_error("override_settings.sd_model_checkpoint", "no checkpoint named '" + checkpoint + "'"));
-  if (checkpoint.empty() && s.runner.current_checkpoint().empty())
-    return respond(HttpResponse::error(
-        503, "no Stable Diffusion checkpoint: put one in " + (s.catalog.dir() / "Stable-diffusion").string() +
-                 " and call /sdapi/v1/refresh-checkpoints"));
-
-  json job_request = *body;
-  if (img2img) {
-    const json& inits = body->value("init_images", json::array());
-    if (!inits.is_array() || inits.empty()) return respond(validation_error("init_images", "at least one image is required"));
-    auto file = store_upload(s, inits[0], "init_images.0");
-    if (!file.ok()) return respond(validation_error("init_images", file.error().message()));
-    job_request["init_image_files"] = json::array({*file});
-    if (body->contains("mask") && !(*body)["mask"].is_null()) {
-      auto mask = store_upload(s, (*body)["mask"], "mask");
-      if (!mask.ok()) return respond(validation_error("mask", mask.error().message()));
-      job_request["mask_file"] = *mask;
-    }
-    job_request.erase("init_images");
-    job_request.erase("mask");
-  }
+  PreparedGeneration prepared = prepare_generation(s, *body, img2img);
+  if (!prepared.request) return respond(std::move(prepared.rejection));
+  json job_request = std::move(*prepared.request);
 
   // The answer comes when the job ends; no HTTP thread waits for it.
   const fs::path outputs = s.runner.outputs_dir();
@@ -166,7 +103,7 @@ void add_sdapi_routes(Router& r, ServerState& s) {
   });
   r.add("GET", "/sdapi/v1/options", [&s](HttpRequest&, Responder respond) { respond(HttpResponse::json(options_json(s))); });
   r.add("POST", "/sdapi/v1/options", [&s](HttpRequest& req, Responder respond) {
-    auto body = parse_body(req, respond);
+    auto body = parse_json_body(req, respond);
     if (!body) return;
     if (!body->is_object()) return respond(validation_error("", "value is not a valid dict"));
     if (auto ck = body->find("sd_model_checkpoint"); ck != body->end()) {
@@ -230,7 +167,7 @@ void add_sdapi_routes(Router& r, ServerState& s) {
     respond(HttpResponse::json(nullptr));  // the model loads on the next job
   });
   r.add("POST", "/sdapi/v1/png-info", [&s](HttpRequest& req, Responder respond) {
-    auto body = parse_body(req, respond);
+    auto body = parse_json_body(req, respond);
     if (!body) return;
     const json image = body->is_object() ? body->value("image", json()) : json();
     if (!image.is_string()) return respond(validation_error("image", "field required"));

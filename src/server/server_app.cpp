@@ -1,23 +1,31 @@
 #include "server/server_app.h"
 
+#include "server/event_hub.h"
 #include "server/http_server.h"
+#include "server/job_store_sqlite.h"
 #include "server/server_state.h"
 
 namespace easel::server {
 
 struct ServerApp::Parts {
+  std::unique_ptr<SqliteJobStore> store;  // the job history in <data_dir>/easel.db
   ModelCatalog catalog;
   SdJobRunner runner;
   JobQueue queue;
+  EventHub events;  // listens to the queue, so it is made before the queue starts
   ServerState state;
   Router router;
   std::unique_ptr<HttpServer> http;
 
-  explicit Parts(const ServeOptions& o)
-      : catalog(o.models_dir),
+  Parts(const ServeOptions& o, std::unique_ptr<SqliteJobStore> job_store)
+      : store(std::move(job_store)),
+        catalog(o.models_dir),
         runner(catalog, SdRunnerOptions{o.outputs_dir, o.threads}),
-        queue(runner),
-        state{catalog, runner, queue, o.data_dir / "uploads", {}, {}, {}, {}} {}
+        queue(runner, store.get()),
+        events(queue),
+        state{catalog, runner, queue, o.data_dir / "uploads", {}, {}, {}, {}} {
+    state.events = &events;
+  }
 };
 
 ServerApp::ServerApp(ServeOptions options) : options_(std::move(options)) {}
@@ -25,8 +33,12 @@ ServerApp::ServerApp(ServeOptions options) : options_(std::move(options)) {}
 ServerApp::~ServerApp() { stop(); }
 
 Status ServerApp::start() {
-  parts_ = std::make_unique<Parts>(options_);
+  auto store = SqliteJobStore::open(options_.data_dir);
+  if (!store.ok()) return Error(cat("job history: ", store.error().message()));
+  parts_ = std::make_unique<Parts>(options_, std::move(*store));
   add_sdapi_routes(parts_->router, parts_->state);
+  add_job_routes(parts_->router, parts_->state);
+  add_output_routes(parts_->router, parts_->state);
   ServerOptions http;
   http.host = options_.host;
   http.port = options_.port;
@@ -39,6 +51,7 @@ Status ServerApp::start() {
 
 void ServerApp::stop() {
   if (!parts_) return;
+  parts_->events.stop();  // event streams end first, so their connections close cleanly
   parts_->http->stop();
   parts_->queue.stop();
   parts_.reset();

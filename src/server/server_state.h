@@ -16,6 +16,8 @@
 
 namespace easel::server {
 
+class EventHub;
+
 struct ServerState {
   ModelCatalog& catalog;
   SdJobRunner& runner;
@@ -25,8 +27,11 @@ struct ServerState {
   ImageLimits image_limits;
   std::mutex options_mutex;
   nlohmann::json options = nlohmann::json::object();  // A1111 options set through POST /options
+  EventHub* events = nullptr;                          // job events for SSE / WebSocket clients
 };
 
 void add_sdapi_routes(Router& router, ServerState& state);
+void add_job_routes(Router& router, ServerState& state);     // /easel/v1/jobs, /events, /ws
+void add_output_routes(Router& router, ServerState& state);  // /outputs/{file}
 
 }  // namespace easel::server

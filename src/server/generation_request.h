@@ -1,0 +1,31 @@
+// What every API that queues a generation shares (A1111 /sdapi, the native job API): reading the
+// JSON body, validating it as A1111 does, and storing its uploaded images as files so the job's
+// request holds paths, not megabytes of base64 (and survives a restart).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "server/http_message.h"
+#include "server/server_state.h"
+
+namespace easel::server {
+
+// The body as JSON, or the 422 FastAPI sends for one that is not JSON.
+std::optional<nlohmann::json> parse_json_body(const HttpRequest& request, const Responder& respond);
+
+// A FastAPI-style 422 for one field.
+HttpResponse validation_error(const std::string& field, const std::string& message);
+
+// Validates an A1111 txt2img / img2img body and stores its init image and mask
+// ("init_image_files": [path], "mask_file": path, the base64 fields removed). Returns the job's
+// request, or the response that rejects it (422 with every problem, 503 without any checkpoint).
+struct PreparedGeneration {
+  std::optional<nlohmann::json> request;
+  HttpResponse rejection;
+};
+PreparedGeneration prepare_generation(ServerState& state, const nlohmann::json& body, bool img2img);
+
+}  // namespace easel::server

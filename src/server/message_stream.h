@@ -1,0 +1,38 @@
+// A long-lived answer: messages a handler keeps sending after the headers, as Server-Sent Events
+// or WebSocket text frames (the connection picks the framing). Producers push from any thread and
+// never wait: the queue is bounded, and a client that falls that far behind is dropped, so a slow
+// or vanished reader can hold up neither the job executor nor the other clients.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace easel::server {
+
+class MessageStream {
+ public:
+  explicit MessageStream(size_t capacity = 512) : capacity_(capacity) {}
+
+  // Queues a message; false when the stream is closed (client gone, or this push overflowed it).
+  bool push(std::string message);
+  void close();
+  bool closed() const;
+
+  // Connection side. The waker runs (on the pushing thread, so it must only post work) after
+  // every push and on close; pop takes the next message in order.
+  void set_waker(std::function<void()> waker);
+  std::optional<std::string> pop();
+
+ private:
+  const size_t capacity_;
+  mutable std::mutex mutex_;
+  std::deque<std::string> queue_;
+  bool closed_ = false;
+  std::function<void()> waker_;
+};
+
+}  // namespace easel::server

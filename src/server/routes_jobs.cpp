@@ -1,0 +1,161 @@
+// easel's own job API, `/easel/v1/*`: queue a generation and get its id at once, list and look
+// up jobs (the persisted history included), cancel them, and follow every job live over
+// Server-Sent Events or a WebSocket (event_hub.h).
+#include <algorithm>
+#include <cctype>
+
+#include "server/event_hub.h"
+#include "server/generation_request.h"
+#include "server/server_state.h"
+
+namespace easel::server {
+
+using nlohmann::json;
+
+namespace {
+
+// Jobs ahead of this queued one: higher priority first, then first come first served (the
+// executor's order).
+int queue_position(const std::vector<Job>& jobs, const Job& job) {
+  int ahead = 0;
+  for (const Job& other : jobs)
+    if (other.state == JobState::Queued && other.id != job.id &&
+        (other.priority > job.priority || (other.priority == job.priority && other.seq < job.seq)))
+      ++ahead;
+  return ahead;
+}
+
+// The request as a client may see it again (to recall its parameters): without the server-side
+// paths of stored uploads.
+json public_request(const json& request) {
+  json r = request;
+  if (r.is_object()) {
+    r.erase("init_image_files");
+    r.erase("mask_file");
+  }
+  return r;
+}
+
+json job_json(const Job& job, const std::vector<Job>& all) {
+  const JobProgress& p = job.progress;
+  json j = {{"id", job.id},
+            {"kind", job.kind},
+            {"state", job_state_name(job.state)},
+            {"priority", job.priority},
+            {"created_ms", job.created_ms},
+            {"started_ms", job.started_ms ? json(job.started_ms) : json(nullptr)},
+            {"finished_ms", job.finished_ms ? json(job.finished_ms) : json(nullptr)},
+            {"progress", {{"image", p.image}, {"images", p.images}, {"step", p.step}, {"steps", p.steps}, {"stage", p.stage}}},
+            {"error", job.error.empty() ? json(nullptr) : json(job.error)},
+            {"interrupted", job.interrupted},
+            {"skipped", job.skipped},
+            {"request", public_request(job.request)},
+            {"result", nullptr}};
+  if (job.state == JobState::Queued) j["queue_position"] = queue_position(all, job);
+  if (job.result.is_object()) {
+    json images = json::array();
+    for (const auto& rel : job.result.value("images", json::array()))
+      if (rel.is_string()) images.push_back("/outputs/" + rel.get<std::string>());
+    j["result"] = {{"images", images}, {"info", job.result.value("info", json::object())}};
+  }
+  return j;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return s;
+}
+
+void submit(ServerState& s, HttpRequest& req, const Responder& respond) {
+  auto body = parse_json_body(req, respond);
+  if (!body) return;
+  if (!body->is_object()) return respond(validation_error("", "value is not a valid dict"));
+  const json kind = body->value("kind", json("txt2img"));
+  if (kind != "txt2img" && kind != "img2img") return respond(validation_error("kind", "expected \"txt2img\" or \"img2img\""));
+  const json request = body->value("request", json::object());
+  if (!request.is_object()) return respond(validation_error("request", "expected an object of A1111 fields"));
+  const json priority = body->value("priority", json(0));
+  if (!priority.is_number_integer()) return respond(validation_error("priority", "value is not a valid integer"));
+  const bool img2img = kind == "img2img";
+  PreparedGeneration prepared = prepare_generation(s, request, img2img);
+  if (!prepared.request) return respond(std::move(prepared.rejection));
+  const std::string id = s.queue.submit(kind.get<std::string>(), std::move(*prepared.request), priority.get<int>());
+  const auto job = s.queue.get(id);
+  json answer = {{"id", id}, {"state", job ? job_state_name(job->state) : "queued"}};
+  if (job && job->state == JobState::Queued) answer["queue_position"] = queue_position(s.queue.list(), *job);
+  respond(HttpResponse::json(answer, 202));
+}
+
+void list(ServerState& s, HttpRequest& req, const Responder& respond) {
+  std::optional<JobState> state;
+  if (auto it = req.query.find("state"); it != req.query.end() && !it->second.empty()) {
+    state = parse_job_state(it->second);
+    if (!state) return respond(HttpResponse::error(400, "state: expected queued, running, done, failed or cancelled"));
+  }
+  size_t limit = 100;
+  if (auto it = req.query.find("limit"); it != req.query.end()) {
+    try {
+      const long v = std::stol(it->second);
+      if (v < 1 || v > 10000) throw std::out_of_range("limit");
+      limit = size_t(v);
+    } catch (const std::exception&) {
+      return respond(HttpResponse::error(400, "limit: expected a number from 1 to 10000"));
+    }
+  }
+  const std::string q = lower(req.query.count("q") ? req.query.at("q") : "");
+  const std::vector<Job> all = s.queue.list();  // newest first
+  json jobs = json::array();
+  for (const Job& job : all) {
+    if (jobs.size() >= limit) break;
+    if (state && job.state != *state) continue;
+    if (!q.empty()) {
+      const json prompt = job.request.is_object() ? job.request.value("prompt", json("")) : json("");
+      if (!prompt.is_string() || lower(prompt.get<std::string>()).find(q) == std::string::npos) continue;
+    }
+    jobs.push_back(job_json(job, all));
+  }
+  respond(HttpResponse::json({{"jobs", jobs}}));
+}
+
+}  // namespace
+
+void add_job_routes(Router& r, ServerState& s) {
+  r.add("POST", "/easel/v1/jobs", [&s](HttpRequest& req, Responder respond) { submit(s, req, respond); });
+  r.add("GET", "/easel/v1/jobs", [&s](HttpRequest& req, Responder respond) { list(s, req, respond); });
+  r.add("GET", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
+    const auto job = s.queue.get(req.params["id"]);
+    if (!job) return respond(HttpResponse::error(404, "no job with id " + req.params["id"]));
+    respond(HttpResponse::json(job_json(*job, s.queue.list())));
+  });
+  r.add("DELETE", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
+    const std::string& id = req.params["id"];
+    const auto job = s.queue.get(id);
+    if (!job) return respond(HttpResponse::error(404, "no job with id " + id));
+    if (!s.queue.cancel(id))
+      return respond(HttpResponse::error(409, "job " + id + " has already finished (" +
+                                                  std::string(job_state_name(s.queue.get(id)->state)) + ")"));
+    // A queued job is cancelled now; a running one stops at its next step (202: not yet).
+    const auto after = s.queue.get(id);
+    const bool now = after && after->state == JobState::Cancelled;
+    respond(HttpResponse::json({{"id", id}, {"state", job_state_name(after ? after->state : JobState::Cancelled)},
+                                {"cancel_requested", true}},
+                               now ? 200 : 202));
+  });
+
+  if (!s.events) return;
+  EventHub& hub = *s.events;
+  r.add("GET", "/easel/v1/events", [&hub](HttpRequest&, Responder respond) {
+    respond(HttpResponse::streaming(hub.subscribe()));
+  });
+  r.add("GET", "/easel/v1/ws", [&hub](HttpRequest& req, Responder respond) {
+    if (lower(req.header("upgrade")) != "websocket") {
+      HttpResponse r = HttpResponse::error(426, "this is a WebSocket endpoint: connect with a WebSocket client "
+                                                "(or read /easel/v1/events as Server-Sent Events)");
+      r.headers.emplace_back("Upgrade", "websocket");
+      return respond(std::move(r));
+    }
+    respond(HttpResponse::streaming(hub.subscribe()));
+  });
+}
+
+}  // namespace easel::server
