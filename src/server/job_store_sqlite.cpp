@@ -151,7 +151,8 @@ std::vector<Job> SqliteJobStore::load_all() {
   std::vector<Job> jobs;
   sqlite3_stmt* st = nullptr;
   int rc = sqlite3_prepare_v2(db_, kLoad, -1, &st, nullptr);
-  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+  if (rc == SQLITE_OK) rc = SQLITE_ROW;
+  while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     Job job;
     job.id = column_text(st, 0);
     job.seq = sqlite3_column_int64(st, 1);
