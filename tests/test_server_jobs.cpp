@@ -13,6 +13,7 @@
 #include "http_test_client.h"
 #include "io/base64.h"
 #include "io/image.h"
+#include "server/job_queue.h"
 #include "server/server_app.h"
 #include "server_test_support.h"
 
@@ -292,9 +293,12 @@ TEST_F(JobsServer, RestartKeepsTheHistoryAndFinishesEveryJobOnce) {
   wait_job(slow, "running");
   app.reset();
 
+  const int64_t restarted_ms = server::unix_ms();
   start();
   EventClient events(port, false);
   for (const auto& id : {slow, a, b}) EXPECT_EQ(wait_job(id, "", 60)["state"], "done") << id;
+  // The job stopped midway ran again from the start on the new server.
+  EXPECT_GE(get("/easel/v1/jobs/" + slow)["started_ms"].get<int64_t>(), restarted_ms);
   const json jobs = get("/easel/v1/jobs")["jobs"];
   ASSERT_EQ(jobs.size(), 4u);
   EXPECT_EQ(jobs[3]["id"], first);  // newest first: the order survives

@@ -162,9 +162,21 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // A lingering close: after the last answer, read and discard what the client still sends (a
+  // body over the limit) until it closes too, for at most a few seconds. Closing at once would
+  // reset the connection under a client still writing, and it would see a broken pipe instead of
+  // the 413 it was sent.
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(5));
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (!ec) self->drain();
+    });
   }
 
   // ---- long-lived answers: the connection now only carries the stream's messages ----
@@ -217,7 +229,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // An SSE client sends nothing: a read completes only when it goes away.
   void sse_read() {
-    stream_.socket().async_read_some(asio::buffer(sse_in_), [self = shared_from_this()](beast::error_code ec, size_t) {
+    stream_.socket().async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->events_->close();
       self->sse_read();
     });
@@ -269,7 +281,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<MessageStream> events_;
   std::unique_ptr<websocket::stream<beast::tcp_stream>> ws_;
   beast::flat_buffer ws_in_;
-  std::array<char, 512> sse_in_{};
+  std::array<char, 512> scratch_{};  // bytes read only to notice a close, then dropped
   std::string out_;
   bool writing_ = false;
 };

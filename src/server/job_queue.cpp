@@ -91,13 +91,14 @@ std::string JobQueue::submit(std::string kind, nlohmann::json request, int prior
   job.priority = priority;
   job.created_ms = unix_ms();
   job.progress.stage = "queued";
+  std::lock_guard order(notify_order_);
   {
     std::lock_guard lock(mutex_);
     job.seq = next_seq_++;
     jobs_[job.id] = job;
     if (on_finished) finished_callbacks_[job.id] = std::move(on_finished);
   }
-  notify(job);
+  notify_ordered(job);
   wake_.notify_all();
   return job.id;
 }
@@ -133,6 +134,7 @@ int JobQueue::queued_count() const {
 bool JobQueue::cancel(const std::string& id) {
   Job changed;
   Listener done;
+  std::lock_guard order(notify_order_);
   {
     std::lock_guard lock(mutex_);
     auto it = jobs_.find(id);
@@ -149,7 +151,7 @@ bool JobQueue::cancel(const std::string& id) {
       finished_callbacks_.erase(cb);
     }
   }
-  notify(changed);
+  notify_ordered(changed);
   if (done) done(changed);
   return true;
 }
@@ -170,6 +172,11 @@ void JobQueue::add_listener(Listener listener) {
 }
 
 void JobQueue::notify(const Job& job) {
+  std::lock_guard order(notify_order_);
+  notify_ordered(job);
+}
+
+void JobQueue::notify_ordered(const Job& job) {
   if (store_) store_->save(job);
   std::vector<Listener> listeners;
   {

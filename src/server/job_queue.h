@@ -90,12 +90,17 @@ class JobQueue {
 
  private:
   void executor();
-  void notify(const Job& job);  // store + listeners; call without the lock
+  void notify(const Job& job);  // store + listeners; call without either lock
+  void notify_ordered(const Job& job);  // the same, with notify_order_ already held
   std::optional<std::string> next_queued_locked() const;
 
   JobRunner& runner_;
   JobStore* store_;
   mutable std::mutex mutex_;
+  // Taken before mutex_, never inside it: a change made on an HTTP thread (submit, cancel) holds
+  // it until its notification is out, so the executor's next notification for that job (it runs
+  // on another thread) cannot overtake it. The store and event clients see changes in order.
+  std::mutex notify_order_;
   std::condition_variable wake_;
   std::map<std::string, Job> jobs_;
   std::map<std::string, Listener> finished_callbacks_;
