@@ -15,7 +15,9 @@ namespace easel::server {
 
 class MessageStream {
  public:
-  explicit MessageStream(size_t capacity = 512) : capacity_(capacity) {}
+  // 4096 job events are about 1 MiB: room for a script queueing a thousand jobs at once (two
+  // events each) without dropping the web UI, small enough that a stalled client costs little.
+  explicit MessageStream(size_t capacity = 4096) : capacity_(capacity) {}
 
   // Queues a message; false when the stream is closed (client gone, or this push overflowed it).
   bool push(std::string message);

@@ -125,7 +125,8 @@ void add_job_routes(Router& r, ServerState& s) {
   r.add("GET", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
     const auto job = s.queue.get(req.params["id"]);
     if (!job) return respond(HttpResponse::error(404, "no job with id " + req.params["id"]));
-    respond(HttpResponse::json(job_json(*job, s.queue.list())));
+    // The queue position needs the other jobs; a finished job does not pay for copying them.
+    respond(HttpResponse::json(job_json(*job, job->state == JobState::Queued ? s.queue.list() : std::vector<Job>{})));
   });
   r.add("DELETE", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
     const std::string& id = req.params["id"];
