@@ -27,6 +27,7 @@ ServerApp::~ServerApp() { stop(); }
 Status ServerApp::start() {
   parts_ = std::make_unique<Parts>(options_);
   add_sdapi_routes(parts_->router, parts_->state);
+  add_openai_routes(parts_->router, parts_->state);
   ServerOptions http;
   http.host = options_.host;
   http.port = options_.port;
