@@ -193,7 +193,7 @@ def main():
                 p = api.get_progress()
                 if p["state"]["job_no"] >= 1 and p["state"]["sampling_step"] > 0:
                     seen = p
-                time.sleep(0.02)
+                time.sleep(0.05)
             assert seen and 0.5 < seen["progress"] <= 1 and seen["state"]["sampling_steps"] == 60, seen
             api.interrupt()
             t.join(30)
@@ -235,11 +235,6 @@ def main():
 
         def auth():
             anon = webuiapi.WebUIApi(port=srv.port)
-            try:
-                anon.get_options()
-                raise AssertionError("no credentials were accepted")
-            except Exception as e:  # webuiapi raises JSONDecodeError-free errors for 401 bodies via requests
-                pass
             r = anon.session.get(f"http://127.0.0.1:{srv.port}/sdapi/v1/options")
             assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic") and "detail" in r.json()
             basic = webuiapi.WebUIApi(port=srv.port, username="bob", password="pw2")
