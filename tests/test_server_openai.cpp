@@ -142,7 +142,7 @@ TEST_F(OpenAiServer, EditsTakeMultipartAndOpenAiMasks) {
   for (int y = 0; y < init.height; ++y)
     for (int x = 0; x < init.width / 2; ++x) mask.pixels[(size_t(y) * init.width + x) * 4 + 3] = 0;
   const std::string body = multipart({{"image", "init.png", png(init)}, {"mask", "mask.png", png(mask)},
-                                      {"prompt", "", "a red ball"}, {"n", "", "1"}, {"steps", "", "2"}});
+                                      {"prompt", "", "a red ball"}, {"n", "", "1"}, {"steps", "", "2"}, {"seed", "", "3"}});
   const auto res = http_request(port, "POST", "/v1/images/edits", body, form);
   ASSERT_EQ(res.status, 200) << res.body;
   const json out = json::parse(res.body);
