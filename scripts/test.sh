@@ -9,6 +9,7 @@ jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
+python3 tests/clients/test_clients.py  # webuiapi + openai SDK against build/easel serve (own venv, stops its servers)
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEASEL_SANITIZE=ON -DEASEL_BUILD_BENCH=OFF
 cmake --build build-asan -j "$jobs" --target easel_tests

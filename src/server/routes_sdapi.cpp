@@ -1,12 +1,10 @@
 // AUTOMATIC1111 / SD.Next API, `/sdapi/v1/*` (A1111 modules/api/api.py and models.py): the same
 // paths, fields, defaults and response shapes, so existing clients (webuiapi, scripts, UIs) work.
-#include <fstream>
-#include <random>
-
 #include "io/base64.h"
 #include "pipelines/infotext.h"
 #include "sampling/samplers.h"
 #include "server/a1111_request.h"
+#include "server/job_files.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -34,29 +32,13 @@ HttpResponse validation_error(const std::string& field, const std::string& msg) 
   return HttpResponse::json({{"detail", e.detail}}, 422);
 }
 
-std::string random_name() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
 // Decodes an uploaded image (base64 or data URI) and stores it as PNG for the job; the error names
 // the field.
 Result<std::string> store_upload(ServerState& s, const json& value, const std::string& field) {
   if (!value.is_string()) return Error(cat(field, ": expected a base64-encoded image"));
   auto bytes = base64_decode(value.get<std::string>());
   if (!bytes) return Error(cat(field, ": not valid base64"));
-  EASEL_TRY(Image image, decode_image(*bytes, field, s.image_limits));
-  fs::create_directories(s.uploads_dir);
-  const fs::path file = s.uploads_dir / (random_name() + ".png");
-  EASEL_TRY_STATUS(write_image(file, image, ImageFormat::Png));
-  return file.string();
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  return server::store_upload(s, *bytes, field);
 }
 
 void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool img2img) {
@@ -100,7 +82,7 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
                    if (job.state != JobState::Done) return respond(HttpResponse::error(500, job.error));
                    json images = json::array();
                    for (const auto& rel : job.result["images"]) {
-                     const std::string png = read_file(outputs / rel.get<std::string>());
+                     const std::string png = read_whole_file(outputs / rel.get<std::string>());
                      images.push_back(base64_encode({reinterpret_cast<const uint8_t*>(png.data()), png.size()}));
                    }
                    respond(HttpResponse::json({{"images", images},

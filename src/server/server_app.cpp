@@ -27,10 +27,12 @@ ServerApp::~ServerApp() { stop(); }
 Status ServerApp::start() {
   parts_ = std::make_unique<Parts>(options_);
   add_sdapi_routes(parts_->router, parts_->state);
+  add_openai_routes(parts_->router, parts_->state);
   ServerOptions http;
   http.host = options_.host;
   http.port = options_.port;
   http.max_body_bytes = options_.max_body_bytes;
+  EASEL_TRY_STATUS(add_security_hooks(http, options_.security));
   parts_->http = std::make_unique<HttpServer>(http, parts_->router);
   EASEL_TRY_STATUS(parts_->http->start());
   parts_->queue.start();

@@ -28,5 +28,6 @@ struct ServerState {
 };
 
 void add_sdapi_routes(Router& router, ServerState& state);
+void add_openai_routes(Router& router, ServerState& state);
 
 }  // namespace easel::server
