@@ -1,5 +1,6 @@
 #include "server/http_server.h"
 
+#include <array>
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -151,9 +152,22 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // Lingering close: after our last response, read and drop what the client still sends (the
+  // rest of a refused upload) for a moment, so the kernel does not answer it with a reset that
+  // destroys the response before the client has read it.
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    drain();
+  }
+
+  void drain() {
+    if (!drain_buffer_) drain_buffer_ = std::make_unique<std::array<char, 65536>>();
+    stream_.async_read_some(asio::buffer(*drain_buffer_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (!ec && self->drained_ < (size_t(64) << 20)) self->drain();
+    });
   }
 
   beast::tcp_stream stream_;
@@ -164,6 +178,8 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpRequest request_;
   std::string client_;
   bool keep_alive_ = false;
+  std::unique_ptr<std::array<char, 65536>> drain_buffer_;
+  size_t drained_ = 0;
 };
 
 }  // namespace
