@@ -133,6 +133,10 @@ class Page:
             time.sleep(0.02)
         raise TimeoutError(f"timed out waiting for {what} ({expression})")
 
+    def navigate(self, url):
+        self.call("Page.navigate", url=url)
+        self.wait(f"location.href === {json.dumps(url)} && document.readyState === 'complete'", f"{url} to load")
+
     def click(self, selector):
         """A real mouse click in the middle of the element."""
         box = self.eval(f"""(() => {{ const el = document.querySelector({json.dumps(selector)});
@@ -243,12 +247,12 @@ WATCH_PROGRESS = """(() => {
 })()"""
 
 
-def run(page, base_url, model_file, out):
+def run(page, base_url, empty_url, model_file, init_png, out):
     shot = lambda name: page.screenshot(os.path.join(out, name))
     page.call("Runtime.enable")
     page.call("Emulation.setDeviceMetricsOverride", width=1100, height=820, deviceScaleFactor=1, mobile=False)
     page.call("Page.enable")
-    page.call("Page.navigate", url=base_url + "/")
+    page.navigate(base_url + "/")
     page.wait("document.querySelector('form[data-mode=txt2img] [name=sampler_name]')?.options.length > 0",
               "the samplers in the form")
     page.wait(f"document.getElementById('current-model').textContent === {json.dumps(model_file)}", "the current model")
@@ -318,16 +322,64 @@ def run(page, base_url, model_file, out):
     assert values[:6] == [PROMPT, "blurry", "48", "32", "3", "42"], values
     shot("08_recalled.png")
 
+    # Dropping a generated PNG anywhere shows its parameters; they can go to the form.
+    page.fill(f"{form} [name=prompt]", "something else")
+    page.eval("""(async () => {
+      const blob = await (await fetch(document.querySelector('#gallery .card img').src)).blob();
+      const data = new DataTransfer();
+      data.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
+      document.querySelector('main').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    })()""")
+    page.wait("document.getElementById('pnginfo').open", "the PNG info dialog")
+    text = page.eval("document.querySelector('#pnginfo .infotext').textContent")
+    assert text.startswith(PROMPT) and "Seed: 42" in text, text
+    shot("09_pnginfo.png")
+    page.click("#pnginfo [data-action=pnginfo-send]")
+    page.wait(f"document.querySelector('{form} [name=prompt]').value === {json.dumps(PROMPT)}", "the PNG's prompt in the form")
+
+    # Image→Image: choose the init image, paint a mask stroke, inpaint.
+    page.click(".tabs [data-tab=img2img]")
+    i2i = "form[data-mode=img2img]"
+    doc = page.call("DOM.getDocument")["root"]["nodeId"]
+    node = page.call("DOM.querySelector", nodeId=doc, selector=f"{i2i} [name=init_file]")["nodeId"]
+    page.call("DOM.setFileInputFiles", nodeId=node, files=[init_png])
+    page.wait(f"!document.querySelector('{i2i} .stack').hidden", "the init image")
+    assert page.eval(f"document.querySelector('{i2i} [name=width]').value") == "48"
+    page.fill(f"{i2i} [name=prompt]", "a blue cube")
+    page.fill(f"{i2i} [name=steps]", 3)
+    page.fill(f"{i2i} [name=denoising_strength]", 0.6)
+    box = page.eval(f"(() => {{ const r = document.querySelector('{i2i} .mask-layer').getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }})()")
+    for kind, fx in (("mousePressed", 0.3), ("mouseMoved", 0.5), ("mouseMoved", 0.7), ("mouseReleased", 0.7)):
+        page.call("Input.dispatchMouseEvent", type=kind, x=box[0] + fx * box[2], y=box[1] + box[3] / 2,
+                  button="left", buttons=0 if kind == "mouseReleased" else 1, clickCount=1)
+    painted = page.eval(f"""(() => {{ const c = document.querySelector('{i2i} .mask-layer');
+        return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((v, i) => i % 4 === 3 && v > 0).length; }})()""")
+    assert painted > 0, "the mask stroke painted nothing"
+    shot("10_img2img_mask.png")
+    page.click(f"{i2i} .generate")
+    page.wait("document.querySelectorAll('#tab-img2img .images img').length === 1", "the inpainted image", timeout=30)
+    text = page.eval("document.querySelector('#tab-img2img .infotext').textContent")
+    assert text.startswith("a blue cube") and "Denoising strength: 0.6" in text and "Mask blur: 4" in text, text
+    shot("11_img2img_result.png")
+
     # Models tab, then the same page in a narrow window.
     page.click(".tabs [data-tab=models]")
     page.wait(f"document.querySelector('table.models tr.current')?.dataset.title.startsWith({json.dumps(model_file)})",
               "the current model in the Models tab")
-    shot("09_models.png")
+    shot("12_models.png")
     page.click(".tabs [data-tab=txt2img]")
     page.call("Emulation.setDeviceMetricsOverride", width=380, height=800, deviceScaleFactor=1, mobile=True)
     overflow = page.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a narrow window"
-    shot("10_narrow.png")
+    shot("13_narrow.png")
+
+    # A server without models says where to put one.
+    page.call("Emulation.setDeviceMetricsOverride", width=1100, height=500, deviceScaleFactor=1, mobile=False)
+    page.navigate(empty_url + "/")
+    page.wait("!document.getElementById('no-model').hidden", "the no-model notice")
+    notice = page.eval("document.getElementById('no-model').textContent")
+    assert "no-model" in notice and "Stable-diffusion" in notice and "Refresh" in notice, notice
+    shot("14_no_model.png")
 
     errors = [e["params"] for e in page.events if e.get("method") == "Runtime.exceptionThrown"]
     errors += [e["params"] for e in page.events
@@ -353,14 +405,18 @@ def main():
 
     started = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="easel-ui-test-")
-    server = browser = page = None
+    server = empty_server = browser = page = None
     try:
-        model_file = make_models_dir(args.data, os.path.join(tmp, "models"))
-        server, m = start([args.easel, "--threads", "2", "serve", "--port", "0",
-                           "--models-dir", os.path.join(tmp, "models"), "--outputs-dir", os.path.join(tmp, "outputs"),
-                           "--data-dir", os.path.join(tmp, "data")],
-                          r"serving on (http://[\d.]+:\d+)", "easel serve")
+        def serve(name):
+            d = os.path.join(tmp, name)
+            return start([args.easel, "--threads", "2", "serve", "--port", "0", "--models-dir", os.path.join(d, "models"),
+                          "--outputs-dir", os.path.join(d, "outputs"), "--data-dir", os.path.join(d, "data")],
+                         r"serving on (http://[\d.]+:\d+)", "easel serve")
+        model_file = make_models_dir(args.data, os.path.join(tmp, "with-model", "models"))
+        server, m = serve("with-model")
         base_url = m.group(1)
+        empty_server, m = serve("no-model")
+        empty_url = m.group(1)
         print(f"easel serve: {base_url}", flush=True)
         browser, m = start([args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                             "--no-default-browser-check", "--remote-debugging-port=0",
@@ -369,7 +425,7 @@ def main():
         with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/json/list", timeout=10) as r:
             targets = json.load(r)
         page = Page(next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page"))
-        run(page, base_url, model_file, out)
+        run(page, base_url, empty_url, model_file, os.path.join(args.data, "sd_pipeline_tiny", "init.png"), out)
         print(f"PASS browser UI test in {time.monotonic() - started:.1f} s; screenshots in {out}")
         return 0
     except Exception as e:
@@ -386,6 +442,7 @@ def main():
             page.close()
         stop(browser)
         stop(server)
+        stop(empty_server)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
