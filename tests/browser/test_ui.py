@@ -362,16 +362,35 @@ def run(page, base_url, empty_url, model_file, init_png, out):
     assert text.startswith("a blue cube") and "Denoising strength: 0.6" in text and "Mask blur: 4" in text, text
     shot("11_img2img_result.png")
 
+    # Interrupt a long generation: it ends at once (A1111 returns the image so far; easel's server,
+    # interrupted during the first image, still ends the job without one).
+    page.click(".tabs [data-tab=txt2img]")
+    page.fill(f"{form} [name=steps]", 150)
+    page.fill(f"{form} [name=width]", 128)  # about 15 s of sampling here: long enough to interrupt anywhere
+    page.fill(f"{form} [name=height]", 128)
+    page.eval(WATCH_PROGRESS)
+    page.click(f"{form} .generate")
+    page.wait("window.progressSeen.some((s) => /Step [1-9]/.test(s))", "a sampling step of the long generation")
+    page.click("#interrupt")
+    page.wait("document.getElementById('progress').dataset.state === 'done'", "the interrupted generation", timeout=30)
+    steps_seen = [int(m) for s in page.eval("window.progressSeen") for m in re.findall(r"Step (\d+)/150", s)]
+    print(f"interrupted after step {max(steps_seen)} of 150", flush=True)
+    assert max(steps_seen) < 150, steps_seen
+    status = page.eval("document.querySelector('#progress .progress-text').textContent")
+    assert status.startswith("Interrupted"), status
+    assert page.eval("document.getElementById('notice').hidden"), "the interrupt showed an error"
+    shot("12_interrupted.png")
+
     # Models tab, then the same page in a narrow window.
     page.click(".tabs [data-tab=models]")
     page.wait(f"document.querySelector('table.models tr.current')?.dataset.title.startsWith({json.dumps(model_file)})",
               "the current model in the Models tab")
-    shot("12_models.png")
+    shot("13_models.png")
     page.click(".tabs [data-tab=txt2img]")
     page.call("Emulation.setDeviceMetricsOverride", width=380, height=800, deviceScaleFactor=1, mobile=True)
     overflow = page.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a narrow window"
-    shot("13_narrow.png")
+    shot("14_narrow.png")
 
     # A server without models says where to put one.
     page.call("Emulation.setDeviceMetricsOverride", width=1100, height=500, deviceScaleFactor=1, mobile=False)
@@ -379,7 +398,7 @@ def run(page, base_url, empty_url, model_file, init_png, out):
     page.wait("!document.getElementById('no-model').hidden", "the no-model notice")
     notice = page.eval("document.getElementById('no-model').textContent")
     assert "no-model" in notice and "Stable-diffusion" in notice and "Refresh" in notice, notice
-    shot("14_no_model.png")
+    shot("15_no_model.png")
 
     errors = [e["params"] for e in page.events if e.get("method") == "Runtime.exceptionThrown"]
     errors += [e["params"] for e in page.events

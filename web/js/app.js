@@ -12,6 +12,7 @@ const forms = { txt2img: $("form[data-mode=txt2img]"), img2img: $("form[data-mod
 const ui = JSON.parse(localStorage.getItem("easel.ui") || "{}");  // theme, history_limit
 let mask;
 let busy = false;
+let interrupted = false;  // Interrupt was pressed during this generation
 let pngInfoParams = null;
 
 // ---- tabs and messages ---------------------------------------------------------------------------
@@ -40,7 +41,10 @@ function formatSeconds(s) {
   return s >= 60 ? `${Math.floor(s / 60)}m ${Math.round(s % 60)}s` : `${s.toFixed(1)}s`;
 }
 
-function showProgress(p) {
+function showProgress(p, tab) {
+  const preview = $(".preview", tab);
+  if (p.preview) preview.src = p.preview;
+  preview.hidden = !p.preview;
   const el = $("#progress");
   el.hidden = false;
   el.dataset.state = "running";
@@ -53,10 +57,10 @@ function showProgress(p) {
   $(".progress-text", el).textContent = parts.join(" · ");
 }
 
-function finishProgress(text) {
+function finishProgress(text, complete = true) {
   const el = $("#progress");
   el.dataset.state = "done";
-  $(".fill", el).style.width = "100%";
+  if (complete) $(".fill", el).style.width = "100%";
   $(".progress-text", el).textContent = text;
 }
 
@@ -81,25 +85,31 @@ async function generate(mode) {
     if (m) request.mask = m;
   }
   setBusy(true);
-  showProgress({ fraction: 0, step: 0, steps: 0, images: 1, text: "Queued…" });
-  const stop = watchProgress(showProgress);
+  interrupted = false;
+  const tab = form.closest(".tab");
+  showProgress({ fraction: 0, step: 0, steps: 0, images: 1, text: "Queued…" }, tab);
+  const stop = watchProgress((p) => showProgress(p, tab));
   const started = performance.now();
   try {
     const res = await post(`/sdapi/v1/${mode}`, request);
     stop();
+    $(".preview", tab).hidden = true;
     const info = JSON.parse(res.info || "{}");
     const entries = res.images.map((b64, i) => ({
       mode, time: Date.now(), image: `data:image/png;base64,${b64}`, infotext: info.infotexts?.[i] ?? "",
       params: { ...params, seed: info.all_seeds?.[i] ?? params.seed, prompt: info.all_prompts?.[i] ?? params.prompt },
     }));
-    showResults(form.closest(".tab"), entries);
+    showResults(tab, entries);
     await history.add(entries, ui.history_limit || 200);
     const seconds = (performance.now() - started) / 1000;
     const steps = params.steps * params.batch_size * params.n_iter;
-    finishProgress(`Done: ${entries.length} image${entries.length === 1 ? "" : "s"} in ${formatSeconds(seconds)}` +
+    finishProgress(`${interrupted ? "Interrupted" : "Done"}: ${entries.length} image${entries.length === 1 ? "" : "s"} in ${formatSeconds(seconds)}` +
       ` (${(steps / seconds).toFixed(2)} it/s overall)`);
   } catch (e) {
     stop();
+    $(".preview", tab).hidden = true;
+    // Interrupted before its first image was done, the job ends without one.
+    if (interrupted) return finishProgress("Interrupted before the first image was done", false);
     $("#progress").hidden = true;
     showError(e.message);
   } finally {
@@ -268,7 +278,10 @@ async function init() {
       generate(activeTab());
     }
   });
-  $("#interrupt").onclick = () => post("/sdapi/v1/interrupt").catch((e) => showError(e.message));
+  $("#interrupt").onclick = () => {
+    interrupted = true;
+    post("/sdapi/v1/interrupt").catch((e) => showError(e.message));
+  };
   $("#skip").onclick = () => post("/sdapi/v1/skip").catch((e) => showError(e.message));
   $("#gallery-search").addEventListener("input", renderGallery);
   $("#settings").addEventListener("submit", (e) => { e.preventDefault(); saveSettings(); });

@@ -2,7 +2,7 @@
 // stream (/easel/v1/events) can replace the body of watchProgress without touching its callers.
 import { get } from "./api.js";
 
-// Calls onUpdate({fraction, step, steps, image, images, itPerSec, etaSeconds, text}) while a job
+// Calls onUpdate({fraction, step, steps, image, images, itPerSec, etaSeconds, text, preview}) while a job
 // runs, first at once and then every intervalMs. Returns a function that stops watching.
 export function watchProgress(onUpdate, intervalMs = 500) {
   let stopped = false;
@@ -10,7 +10,7 @@ export function watchProgress(onUpdate, intervalMs = 500) {
   let first = null;  // {time, done}: the first step seen, to measure it/s
   const tick = async () => {
     try {
-      const p = await get("/sdapi/v1/progress?skip_current_image=true");
+      const p = await get("/sdapi/v1/progress");
       if (stopped) return;
       const s = p.state || {};
       const steps = s.sampling_steps || 0;
@@ -23,6 +23,7 @@ export function watchProgress(onUpdate, intervalMs = 500) {
         fraction: p.progress || 0, step: s.sampling_step || 0, steps,
         image: (s.job_no || 0) + 1, images: s.job_count || 1,
         itPerSec, etaSeconds: p.eta_relative || 0, text: p.textinfo || "",
+        preview: p.current_image ? `data:image/png;base64,${p.current_image}` : null,
       });
     } catch { /* a missed poll is not worth an error; the next one may work */ }
     if (!stopped) timer = setTimeout(tick, intervalMs);
