@@ -303,6 +303,11 @@ def run(page, base_url, empty_url, model_file, init_png, out):
     page.wait("[...document.querySelectorAll('#gallery img')].every((i) => i.complete && i.naturalWidth === 48)",
               "the gallery images")
     shot("06_gallery.png")
+    page.click("#gallery .card img")  # a click on an image shows its parameters
+    page.wait("document.getElementById('pnginfo').open", "the image's parameters")
+    assert "Seed: 43" in page.eval("document.querySelector('#pnginfo .infotext').textContent")
+    page.click("#pnginfo button[value=close]")
+    page.wait("!document.getElementById('pnginfo').open", "the dialog to close")
     page.fill("#gallery-search", "nothing-like-this")
     page.wait("document.querySelectorAll('#gallery .card').length === 0", "the search to filter the cards")
     page.fill("#gallery-search", "red ball seed: 42")

@@ -144,6 +144,7 @@ async function renderGallery() {
       <button type="button" data-action="delete" class="secondary">Delete</button></div>`;
     $("img", card).src = e.image;
     $("img", card).title = e.infotext;
+    $("img", card).onclick = () => showImageInfo(e.image, e.infotext, e.params);
     $(".prompt", card).textContent = e.params.prompt || "(no prompt)";
     $(".meta", card).textContent = `${e.mode} · ${summary(e.params)} · ${new Date(e.time).toLocaleString()}`;
     return card;
@@ -221,17 +222,22 @@ async function setInitImage(file) {
   writeParams(forms.img2img, { width: round8(size.width), height: round8(size.height) });
 }
 
+// The image dialog: an image, its parameters, and a button sending them to the form.
+function showImageInfo(src, infotext, params) {
+  const dialog = $("#pnginfo");
+  $("img", dialog).src = src;
+  $(".infotext", dialog).textContent = infotext || "This image carries no generation parameters.";
+  pngInfoParams = params;
+  $("[data-action=pnginfo-send]", dialog).disabled = !params;
+  dialog.showModal();
+}
+
 async function showPngInfo(file) {
   if (!file || !file.type.startsWith("image/")) return;
   const dataUrl = await readAsDataUrl(file);
   try {
     const res = await post("/sdapi/v1/png-info", { image: dataUrl });
-    const dialog = $("#pnginfo");
-    $("img", dialog).src = dataUrl;
-    $(".infotext", dialog).textContent = res.info || "This image carries no generation parameters.";
-    pngInfoParams = res.info ? paramsFromInfotext(res.parameters) : null;
-    $("[data-action=pnginfo-send]", dialog).disabled = !pngInfoParams;
-    dialog.showModal();
+    showImageInfo(dataUrl, res.info, res.info ? paramsFromInfotext(res.parameters) : null);
   } catch (e) { showError(e.message); }
 }
 

@@ -18,7 +18,9 @@ function save(entries) {
 
 // entry: {image: URL, params: request fields, infotext: A1111 "parameters" text, time: ms}
 export async function add(newEntries, limit = 200) {
-  const entries = [...newEntries.map((e) => ({ id: crypto.randomUUID(), ...e })), ...load()];
+  // (crypto.randomUUID exists only on https and localhost; the UI is also used over plain http.)
+  const id = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  const entries = [...newEntries.map((e) => ({ id: id(), ...e })), ...load()];
   save(entries.slice(0, limit));
 }
 
