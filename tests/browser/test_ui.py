@@ -425,6 +425,7 @@ def main():
     def on_alarm(*_):
         raise TimeoutError("the browser test ran past its 90 s limit")
     signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # killed: still stop chromium and the server
     signal.alarm(90)
 
     started = time.monotonic()
