@@ -103,8 +103,8 @@ async function generate(mode) {
     await history.add(entries, ui.history_limit || 200);
     const seconds = (performance.now() - started) / 1000;
     const steps = params.steps * params.batch_size * params.n_iter;
-    finishProgress(`${interrupted ? "Interrupted" : "Done"}: ${entries.length} image${entries.length === 1 ? "" : "s"} in ${formatSeconds(seconds)}` +
-      ` (${(steps / seconds).toFixed(2)} it/s overall)`);
+    const images = `${entries.length} image${entries.length === 1 ? "" : "s"} in ${formatSeconds(seconds)}`;
+    finishProgress(interrupted ? `Interrupted: ${images}` : `Done: ${images} (${(steps / seconds).toFixed(2)} it/s overall)`);
   } catch (e) {
     stop();
     $(".preview", tab).hidden = true;
