@@ -108,7 +108,7 @@ async function generate(mode) {
   } catch (e) {
     stop();
     $(".preview", tab).hidden = true;
-    // Interrupted before its first image was done, the job ends without one.
+    // Interrupted before the sampler had an estimate, a job can end without an image.
     if (interrupted) return finishProgress("Interrupted before the first image was done", false);
     $("#progress").hidden = true;
     showError(e.message);
