@@ -1,6 +1,7 @@
 #include "server/server_app.h"
 
 #include "server/http_server.h"
+#include "server/routes_web.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -28,6 +29,7 @@ Status ServerApp::start() {
   parts_ = std::make_unique<Parts>(options_);
   add_sdapi_routes(parts_->router, parts_->state);
   add_openai_routes(parts_->router, parts_->state);
+  add_web_routes(parts_->router);
   ServerOptions http;
   http.host = options_.host;
   http.port = options_.port;
