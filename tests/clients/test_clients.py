@@ -184,8 +184,8 @@ def main():
 
         def progress_and_interrupt():
             out = {}
-            # Two images in sequence; interrupted during the second, the job returns the first (easel stops
-            # the sampler; A1111 would also decode the unfinished one, which easel's pipeline cannot yet).
+            # Two images in sequence; interrupted during the second, the job returns both, as A1111 does: the
+            # first finished, the second decoded from the sampler's last x0 estimate.
             t = threading.Thread(target=lambda: out.update(r=api.txt2img(prompt="x", width=48, height=32, steps=60, seed=1, n_iter=2)))
             t.start()
             deadline, seen = time.time() + 30, None
@@ -197,7 +197,7 @@ def main():
             assert seen and 0.5 < seen["progress"] <= 1 and seen["state"]["sampling_steps"] == 60, seen
             api.interrupt()
             t.join(30)
-            assert not t.is_alive() and len(out["r"].images) == 1, "the interrupted job did not return its image"
+            assert not t.is_alive() and len(out["r"].images) == 2, "the interrupted job did not return its images"
             assert api.get_progress()["progress"] == 0
 
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="unused", max_retries=0)
