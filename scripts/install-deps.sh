@@ -16,6 +16,8 @@ packages=(
   libpcre2-dev libutf8proc-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3
+  # browser test of the web UI (tests/browser/test_ui.py drives headless chromium over DevTools)
+  chromium chromium-driver
 )
 
 missing=()

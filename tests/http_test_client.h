@@ -29,7 +29,8 @@ inline HttpResult http_request(int port, const std::string& method, const std::s
   for (const auto& [k, v] : headers) req.set(k, v);
   req.body() = body;
   req.prepare_payload();
-  http::write(stream, req);
+  beast::error_code write_ec;
+  http::write(stream, req, write_ec);  // the server may answer (413) before the body is all sent
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(size_t(1) << 30);

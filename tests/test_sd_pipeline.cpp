@@ -5,6 +5,7 @@
 // .safetensors, .ckpt, diffusers folder), and the same request gives the same pixels from each.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -282,6 +283,45 @@ TEST(SdPipeline, SdeNoiseFollowsEachBatchsSeeds) {
     break;
   }
   EXPECT_GT(checked, 0);
+}
+
+// A1111's interrupt finishes the current batch from the sampler's last x0 estimate and runs no
+// more batches; skip finishes the current batch the same way and goes on with the next.
+TEST(SdPipeline, InterruptAndSkipFinishWithWhatTheyHave) {
+  const fs::path dir = testing::set_dir("sd_pipeline_tiny");
+  const json info = read_json(dir / "info.json");
+  auto rt = Runtime::create({"cpu", 0}).value();
+  Context& ctx = rt->context();
+  for (const auto& [file, model] : info["models"].items()) {
+    if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4) continue;
+    auto sd = StableDiffusion::load(dir / file, load_options(model));
+    ASSERT_TRUE(sd.ok()) << sd.error().message();
+    GenerationParams p;
+    p.prompt = "a lighthouse at dusk";
+    p.width = 48;
+    p.height = 32;
+    p.steps = 4;
+    p.n_iter = 2;
+    p.seed = 5;
+    for (const bool skip : {false, true}) {
+      SCOPED_TRACE(skip ? "skip" : "interrupt");
+      std::atomic<bool> interrupt{false}, skip_flag{false};
+      ctx.interrupt_flag = &interrupt;
+      ctx.skip_flag = &skip_flag;
+      int steps_seen = 0;
+      ctx.on_progress = [&](const Progress& pr) {
+        if (pr.stage == "sample" && ++steps_seen == 2) (skip ? skip_flag : interrupt) = true;
+      };
+      auto r = sd->generate(ctx, p);
+      ctx.on_progress = nullptr;
+      ctx.interrupt_flag = nullptr;
+      ctx.skip_flag = nullptr;
+      ASSERT_TRUE(r.ok()) << r.error().message();
+      EXPECT_EQ(r->images.size(), skip ? 2u : 1u);
+      EXPECT_EQ(steps_seen, skip ? 2 + 4 : 2);  // the skipped batch stopped after 2 steps, the next ran all 4
+    }
+    break;
+  }
 }
 
 TEST(SdPipeline, ClearErrorsForWrongInput) {

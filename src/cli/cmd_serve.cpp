@@ -19,6 +19,16 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
       ->capture_default_str();
   cmd->add_option("--outputs-dir", options->outputs_dir, "where generated images are written")->capture_default_str();
   cmd->add_option("--data-dir", options->data_dir, "where the server keeps its state (job history easel.db, uploads)")->capture_default_str();
+  options->security.rate_limit = 300;  // SD.Next's budget; the library default is off
+  cmd->add_option("--auth", options->security.auth, "HTTP Basic credentials required on every route: user:pass[,user2:pass2]")
+      ->delimiter(',');
+  cmd->add_option("--api-key", options->security.api_keys, "API key accepted as 'Authorization: Bearer KEY' (repeatable)");
+  cmd->add_option("--rate-limit", options->security.rate_limit,
+                  "per-client budget per minute (generation costs 5, progress 0, other API calls 1; 0: off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--cors-origins", options->security.cors_origins, "origins allowed cross-origin access: a,b (* for any); off by default")
+      ->delimiter(',');
   cmd->callback([options, listen, &global, &exit_code] {
     if (*listen) options->host = "0.0.0.0";
     options->threads = global.threads;

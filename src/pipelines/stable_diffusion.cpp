@@ -223,6 +223,9 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       resolved_schedule = sampling::sampler_info(choice.sampler).automatic;
 
     for (int iter = 0; iter < p.n_iter; ++iter) {
+      // A1111 (process_images_inner): a skip ends only the batch it hit; an interrupt ends them all.
+      if (ctx.skip_flag) ctx.skip_flag->store(false);
+      if (ctx.interrupted()) break;
       sampling::SeedParams seeds;
       seeds.seeds.assign(all_seeds.begin() + iter * p.batch_size, all_seeds.begin() + (iter + 1) * p.batch_size);
       seeds.subseeds.assign(all_subseeds.begin() + iter * p.batch_size,

@@ -11,6 +11,10 @@ namespace easel::sampling::detail {
 
 // Thrown by Steps::done when the context is cancelled; sample() turns it into an Error.
 struct Cancelled {};
+// Thrown by Steps::done on interrupt or skip; sample() returns `latent`, the step's x0 estimate.
+struct StoppedEarly {
+  Tensor latent;
+};
 
 // Per-step bookkeeping: progress, the caller's callback, cancellation.
 struct Steps {
@@ -21,6 +25,7 @@ struct Steps {
     if (on_step) on_step(StepInfo{i, total, x, denoised});
     ctx.progress("sample", i + 1, total);
     if (ctx.cancelled()) throw Cancelled{};
+    if (ctx.interrupted() || ctx.skipped()) throw StoppedEarly{denoised.defined() ? denoised : x};
   }
 };
 

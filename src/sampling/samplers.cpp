@@ -567,6 +567,9 @@ Result<Tensor> sample(Context& ctx, const Plan& plan, const Denoiser& model, Ten
     }
   } catch (const detail::Cancelled&) {
     return Error("sampling cancelled");
+  } catch (detail::StoppedEarly& stop) {
+    // A1111 returns the sampler's last x0 estimate when interrupted or skipped.
+    return std::move(stop.latent);
   } catch (const Exception& e) {  // e.g. a noise sampler that could not answer
     return e.error();
   }

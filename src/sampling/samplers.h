@@ -124,7 +124,7 @@ struct StepInfo {
 using StepCallback = std::function<void(const StepInfo&)>;
 
 // Runs the plan from x. Reports progress ("sample", step, steps) on ctx and stops with an error
-// when ctx is cancelled.
+// when ctx is cancelled; on interrupt or skip (ctx) it returns the last step's x0 estimate.
 Result<Tensor> sample(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, NoiseSource& noise,
                       const SamplerOptions& options = {}, const StepCallback& on_step = {});
 

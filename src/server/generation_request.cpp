@@ -1,10 +1,8 @@
 #include "server/generation_request.h"
 
-#include <cstdio>
-#include <random>
-
 #include "io/base64.h"
 #include "server/a1111_request.h"
+#include "server/job_files.h"
 
 namespace easel::server {
 
@@ -13,26 +11,12 @@ using nlohmann::json;
 
 namespace {
 
-std::string random_name() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-// Decodes an uploaded image (base64 or data URI) and stores it as PNG for the job; the error names
-// the field.
+// An uploaded image as base64 or a data URI, stored as PNG for the job; the error names the field.
 Result<std::string> store_upload(ServerState& s, const json& value, const std::string& field) {
   if (!value.is_string()) return Error(cat(field, ": expected a base64-encoded image"));
   auto bytes = base64_decode(value.get<std::string>());
   if (!bytes) return Error(cat(field, ": not valid base64"));
-  EASEL_TRY(Image image, decode_image(*bytes, field, s.image_limits));
-  std::error_code ec;
-  fs::create_directories(s.uploads_dir, ec);
-  if (ec) return Error(cat("cannot store the upload in ", s.uploads_dir.string(), ": ", ec.message()));
-  const fs::path file = s.uploads_dir / (random_name() + ".png");
-  EASEL_TRY_STATUS(write_image(file, image, ImageFormat::Png));
-  return file.string();
+  return server::store_upload(s, *bytes, field);
 }
 
 PreparedGeneration reject(HttpResponse response) { return {std::nullopt, std::move(response)}; }

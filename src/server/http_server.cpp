@@ -162,20 +162,21 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // A lingering close: after the last answer, read and discard what the client still sends (a
-  // body over the limit) until it closes too, for at most a few seconds. Closing at once would
-  // reset the connection under a client still writing, and it would see a broken pipe instead of
-  // the 413 it was sent.
+  // Lingering close: after our last response, read and drop what the client still sends (the
+  // rest of a refused upload) for a moment, so the kernel does not answer it with a reset that
+  // destroys the response before the client has read it.
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(std::chrono::seconds(5));
+    stream_.expires_after(std::chrono::seconds(2));
     drain();
   }
 
   void drain() {
-    stream_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (!ec) self->drain();
+    if (!drain_buffer_) drain_buffer_ = std::make_unique<std::array<char, 65536>>();
+    stream_.async_read_some(asio::buffer(*drain_buffer_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (!ec && self->drained_ < (size_t(64) << 20)) self->drain();
     });
   }
 
@@ -284,6 +285,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::array<char, 512> scratch_{};  // bytes read only to notice a close, then dropped
   std::string out_;
   bool writing_ = false;
+  std::unique_ptr<std::array<char, 65536>> drain_buffer_;
+  size_t drained_ = 0;
 };
 
 }  // namespace

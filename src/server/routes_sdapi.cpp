@@ -1,12 +1,11 @@
 // AUTOMATIC1111 / SD.Next API, `/sdapi/v1/*` (A1111 modules/api/api.py and models.py): the same
 // paths, fields, defaults and response shapes, so existing clients (webuiapi, scripts, UIs) work.
-#include <fstream>
-
 #include "io/base64.h"
 #include "pipelines/infotext.h"
 #include "sampling/samplers.h"
 #include "server/a1111_request.h"
 #include "server/generation_request.h"
+#include "server/job_files.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -15,11 +14,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool img2img) {
   auto body = parse_json_body(req, respond);
@@ -37,7 +31,7 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
                    if (job.state != JobState::Done) return respond(HttpResponse::error(500, job.error));
                    json images = json::array();
                    for (const auto& rel : job.result["images"]) {
-                     const std::string png = read_file(outputs / rel.get<std::string>());
+                     const std::string png = read_whole_file(outputs / rel.get<std::string>());
                      images.push_back(base64_encode({reinterpret_cast<const uint8_t*>(png.data()), png.size()}));
                    }
                    respond(HttpResponse::json({{"images", images},

@@ -88,9 +88,9 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   progress.stage = "text";
   control.report(progress);
   ctx.cancel_flag = &control.cancel;
+  ctx.interrupt_flag = &control.interrupt;
+  ctx.skip_flag = &control.skip;
   ctx.on_progress = [&](const Progress& pr) {
-    // Interrupt and skip stop the sampler like a cancel; the images finished so far are kept.
-    if (control.interrupt || control.skip) control.cancel = true;
     if (pr.stage == "sample") {
       progress.stage = "sample";
       progress.step = int(pr.done);
@@ -115,10 +115,10 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     control.report(progress);
   });
   ctx.cancel_flag = nullptr;
+  ctx.interrupt_flag = nullptr;
+  ctx.skip_flag = nullptr;
   ctx.on_progress = nullptr;
-  const bool stopped_early = control.interrupt || control.skip;
-  // Interrupted or skipped after some images: the job is done with those (A1111 returns what it has).
-  if (!result.ok() && !(stopped_early && !images.empty())) throw std::runtime_error(result.error().message());
+  if (!result.ok()) throw std::runtime_error(result.error().message());
 
   // A1111's `info` (processing.py Processed.js()).
   const int64_t first_seed = seeds.empty() ? p.seed : seeds[0].get<int64_t>();

@@ -3,6 +3,7 @@
 #include "server/event_hub.h"
 #include "server/http_server.h"
 #include "server/job_store_sqlite.h"
+#include "server/routes_web.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -39,10 +40,13 @@ Status ServerApp::start() {
   add_sdapi_routes(parts_->router, parts_->state);
   add_job_routes(parts_->router, parts_->state);
   add_output_routes(parts_->router, parts_->state);
+  add_openai_routes(parts_->router, parts_->state);
+  add_web_routes(parts_->router);
   ServerOptions http;
   http.host = options_.host;
   http.port = options_.port;
   http.max_body_bytes = options_.max_body_bytes;
+  EASEL_TRY_STATUS(add_security_hooks(http, options_.security));
   parts_->http = std::make_unique<HttpServer>(http, parts_->router);
   EASEL_TRY_STATUS(parts_->http->start());
   parts_->queue.start();

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "server/security.h"
 
 namespace easel::server {
 
@@ -17,6 +18,7 @@ struct ServeOptions {
   std::filesystem::path data_dir = "easel-data";  // uploads of queued jobs
   int threads = 0;                                // compute threads, 0: all
   size_t max_body_bytes = size_t(64) << 20;
+  SecurityOptions security;  // auth, API keys, rate limit, CORS
 };
 
 class ServerApp {

@@ -31,6 +31,7 @@ struct ServerState {
 };
 
 void add_sdapi_routes(Router& router, ServerState& state);
+void add_openai_routes(Router& router, ServerState& state);
 void add_job_routes(Router& router, ServerState& state);     // /easel/v1/jobs, /events, /ws
 void add_output_routes(Router& router, ServerState& state);  // /outputs/{file}
 

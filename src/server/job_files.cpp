@@ -1,0 +1,39 @@
+#include "server/job_files.h"
+
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+namespace easel::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string random_name() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+}  // namespace
+
+Result<std::string> store_upload(ServerState& state, const Image& image) {
+  fs::create_directories(state.uploads_dir);
+  const fs::path file = state.uploads_dir / (random_name() + ".png");
+  EASEL_TRY_STATUS(write_image(file, image, ImageFormat::Png));
+  return file.string();
+}
+
+Result<std::string> store_upload(ServerState& state, std::span<const uint8_t> bytes, const std::string& field) {
+  EASEL_TRY(Image image, decode_image(bytes, field, state.image_limits));
+  return store_upload(state, image);
+}
+
+std::string read_whole_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace easel::server

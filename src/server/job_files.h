@@ -1,0 +1,24 @@
+// The files of generation jobs that every API family handles the same way: uploads decoded (within
+// the server's image limits) and stored as PNG before a job is queued, so a queued job holds paths
+// rather than megabytes of base64; and the output images read back for the answer.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+
+#include "core/error.h"
+#include "io/image.h"
+#include "server/server_state.h"
+
+namespace easel::server {
+
+// Decodes `bytes` (PNG, JPEG, WebP, ...) and stores the image; returns its path. Errors name `field`.
+Result<std::string> store_upload(ServerState& state, std::span<const uint8_t> bytes, const std::string& field);
+Result<std::string> store_upload(ServerState& state, const Image& image);
+
+// A whole file's bytes ("" when it cannot be read).
+std::string read_whole_file(const std::filesystem::path& path);
+
+}  // namespace easel::server
