@@ -145,7 +145,9 @@ TEST_F(JobsServer, SubmitGetListAndFetchTheImage) {
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0]["id"], i2i["id"]);
   EXPECT_EQ(all[1]["id"], id);
-  EXPECT_EQ(get("/easel/v1/jobs?limit=1")["jobs"].size(), 1u);
+  const json limited = get("/easel/v1/jobs?limit=1");
+  EXPECT_EQ(limited["jobs"].size(), 1u);
+  EXPECT_EQ(limited["total"], 2);
   EXPECT_EQ(get("/easel/v1/jobs?state=done")["jobs"].size(), 2u);
   EXPECT_EQ(get("/easel/v1/jobs?state=queued")["jobs"].size(), 0u);
   const json red = get("/easel/v1/jobs?q=RED%20ball")["jobs"];

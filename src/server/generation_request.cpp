@@ -6,7 +6,6 @@
 
 namespace easel::server {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {

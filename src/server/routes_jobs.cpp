@@ -105,16 +105,16 @@ void list(ServerState& s, HttpRequest& req, const Responder& respond) {
   const std::string q = lower(req.query.count("q") ? req.query.at("q") : "");
   const std::vector<Job> all = s.queue.list();  // newest first
   json jobs = json::array();
+  size_t total = 0;  // all that match, for a client that pages or shows a count
   for (const Job& job : all) {
-    if (jobs.size() >= limit) break;
     if (state && job.state != *state) continue;
     if (!q.empty()) {
       const json prompt = job.request.is_object() ? job.request.value("prompt", json("")) : json("");
       if (!prompt.is_string() || lower(prompt.get<std::string>()).find(q) == std::string::npos) continue;
     }
-    jobs.push_back(job_json(job, all));
+    if (total++ < limit) jobs.push_back(job_json(job, all));
   }
-  respond(HttpResponse::json({{"jobs", jobs}}));
+  respond(HttpResponse::json({{"jobs", jobs}, {"total", total}}));
 }
 
 }  // namespace
