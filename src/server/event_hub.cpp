@@ -42,30 +42,33 @@ json EventHub::queue_event() const {
   return {{"type", "queue"}, {"queued", queue_.queued_count()}, {"running", running ? json(running->id) : json(nullptr)}};
 }
 
+// The snapshot is taken and the client registered under the lock publish() holds while it
+// pushes, so every later change reaches the client after its snapshot: it may see a state twice,
+// never an older state after a newer one.
 std::shared_ptr<MessageStream> EventHub::subscribe() {
   auto stream = std::make_shared<MessageStream>();
+  std::lock_guard lock(mutex_);
+  if (stopping_) {
+    stream->close();
+    return stream;
+  }
   stream->push(queue_event().dump());
   std::vector<Job> unfinished;
   for (const Job& job : queue_.list())
     if (job.state == JobState::Queued || job.state == JobState::Running) unfinished.push_back(job);
   std::reverse(unfinished.begin(), unfinished.end());  // oldest first, as they happened
   for (const Job& job : unfinished) stream->push(job_event(job).dump());
-  std::lock_guard lock(mutex_);
-  if (stopping_) stream->close();
-  else clients_.push_back(stream);
+  clients_.push_back(stream);
   return stream;
 }
 
 void EventHub::publish(const json& event) {
   const std::string message = event.dump(-1, ' ', false, json::error_handler_t::replace);
-  std::vector<std::shared_ptr<MessageStream>> clients;
-  {
-    std::lock_guard lock(mutex_);
-    // Streams closed by their connection (gone, or dropped for falling behind) leave here.
-    std::erase_if(clients_, [](const auto& c) { return c->closed(); });
-    clients = clients_;
-  }
-  for (auto& c : clients) c->push(message);
+  std::lock_guard lock(mutex_);
+  // Streams closed by their connection (gone, or dropped for falling behind) leave here. A push
+  // only queues (message_stream.h), so holding the lock here costs the producer nothing more.
+  std::erase_if(clients_, [](const auto& c) { return c->closed(); });
+  for (auto& c : clients_) c->push(message);
 }
 
 void EventHub::on_job(const Job& job) {
