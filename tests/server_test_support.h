@@ -18,6 +18,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "server/server_app.h"
 #include "test_data.h"
 
 namespace easel::testing {
@@ -45,6 +46,18 @@ inline std::string make_tiny_models_dir(const std::filesystem::path& models) {
     return file;
   }
   return "";
+}
+
+// A server under `root` (models, outputs, data) on any free port, one compute thread, 1 MiB bodies.
+inline server::ServeOptions test_serve_options(const std::filesystem::path& root) {
+  server::ServeOptions o;
+  o.port = 0;
+  o.threads = 1;
+  o.models_dir = root / "models";
+  o.outputs_dir = root / "outputs";
+  o.data_dir = root / "data";
+  o.max_body_bytes = 1 << 20;
+  return o;
 }
 
 // Reads /easel/v1/events (Server-Sent Events) or /easel/v1/ws (WebSocket) on its own thread and

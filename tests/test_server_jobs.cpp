@@ -42,16 +42,7 @@ class JobsServer : public ::testing::Test {
     app.reset();
     fs::remove_all(root);
   }
-  server::ServeOptions options() const {
-    server::ServeOptions o;
-    o.port = 0;
-    o.threads = 1;
-    o.models_dir = root / "models";
-    o.outputs_dir = root / "outputs";
-    o.data_dir = root / "data";
-    o.max_body_bytes = 1 << 20;
-    return o;
-  }
+  server::ServeOptions options() const { return testing::test_serve_options(root); }
   void start() {
     app = std::make_unique<server::ServerApp>(options());
     const Status s = app->start();

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http_test_client.h"
+#include "server_test_support.h"
 #include "io/base64.h"
 #include "io/image.h"
 #include "server/auth.h"
@@ -22,42 +23,14 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::http_request;
 
-// The models folder of test_server_sdapi.cpp: the first SD 1.x 4-channel checkpoint and its sidecar.
-std::string copy_tiny_model(const fs::path& models) {
-  const fs::path set = testing::set_dir("sd_pipeline_tiny");
-  std::ifstream in(set / "info.json");
-  const json info = json::parse(in);
-  fs::create_directories(models / "Stable-diffusion");
-  for (const auto& [file, model] : info["models"].items()) {
-    if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4 || !fs::is_regular_file(set / file))
-      continue;
-    fs::copy_file(set / file, models / "Stable-diffusion" / file);
-    json sidecar = {{"text_encoder_heads", model["text_encoder"]["heads"]},
-                    {"unet", {{"norm_groups", model["unet"]["norm_groups"]}}},
-                    {"vae_norm_groups", model["vae"]["norm_groups"]}};
-    const json& att = model["unet"]["attention"];
-    if (!att["num_heads"].is_null()) sidecar["unet"]["num_heads"] = att["num_heads"];
-    else sidecar["unet"]["head_dim"] = att["head_dim"];
-    std::ofstream(models / "Stable-diffusion" / (file + ".easel.json")) << sidecar.dump();
-    return file;
-  }
-  return "";
-}
-
 class OpenAiServer : public ::testing::Test {
  protected:
   void start(server::SecurityOptions security = {}) {
     root = fs::temp_directory_path() / ("easel_openai_" + std::to_string(::getpid()));
     fs::remove_all(root);
-    model_file = copy_tiny_model(root / "models");
+    model_file = testing::make_tiny_models_dir(root / "models");
     ASSERT_FALSE(model_file.empty());
-    server::ServeOptions o;
-    o.port = 0;
-    o.threads = 1;
-    o.models_dir = root / "models";
-    o.outputs_dir = root / "outputs";
-    o.data_dir = root / "data";
-    o.max_body_bytes = 1 << 20;
+    server::ServeOptions o = testing::test_serve_options(root);
     o.security = std::move(security);
     app = std::make_unique<server::ServerApp>(o);
     ASSERT_TRUE(app->start().ok());

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http_test_client.h"
+#include "server_test_support.h"
 #include "io/base64.h"
 #include "io/image.h"
 #include "pipelines/infotext.h"
@@ -20,41 +21,17 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::http_request;
 
-// A models folder holding the set's first SD 1.x text-to-image checkpoint, with the sidecar that
-// gives the head counts its shapes do not show.
+// A server on a models folder holding the set's first SD 1.x text-to-image checkpoint.
 class SdApiServer : public ::testing::Test {
  protected:
   void SetUp() override {
     const fs::path set = testing::set_dir("sd_pipeline_tiny");
-    std::ifstream in(set / "info.json");
-    const json info = json::parse(in);
     root = fs::temp_directory_path() / ("easel_sdapi_" + std::to_string(::getpid()));
     fs::remove_all(root);
-    fs::create_directories(root / "models" / "Stable-diffusion");
-    for (const auto& [file, model] : info["models"].items()) {
-      if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4 ||
-          !fs::is_regular_file(set / file))
-        continue;
-      model_file = file;
-      fs::copy_file(set / file, root / "models" / "Stable-diffusion" / file);
-      json sidecar = {{"text_encoder_heads", model["text_encoder"]["heads"]},
-                      {"unet", {{"norm_groups", model["unet"]["norm_groups"]}}},
-                      {"vae_norm_groups", model["vae"]["norm_groups"]}};
-      const json& att = model["unet"]["attention"];
-      if (!att["num_heads"].is_null()) sidecar["unet"]["num_heads"] = att["num_heads"];
-      else sidecar["unet"]["head_dim"] = att["head_dim"];
-      std::ofstream(root / "models" / "Stable-diffusion" / (file + ".easel.json")) << sidecar.dump();
-      break;
-    }
+    model_file = testing::make_tiny_models_dir(root / "models");
     ASSERT_FALSE(model_file.empty()) << "the set has no SD 1.x single-file checkpoint";
     init_png = set / "init.png";
-    server::ServeOptions o;
-    o.port = 0;
-    o.threads = 1;
-    o.models_dir = root / "models";
-    o.outputs_dir = root / "outputs";
-    o.data_dir = root / "data";
-    o.max_body_bytes = 1 << 20;
+    server::ServeOptions o = testing::test_serve_options(root);
     app = std::make_unique<server::ServerApp>(o);
     ASSERT_TRUE(app->start().ok());
     port = app->port();

@@ -4,6 +4,7 @@
 
 #include "assets/assets.h"
 #include "http_test_client.h"
+#include "server_test_support.h"
 #include "server/server_app.h"
 
 namespace easel {
@@ -16,11 +17,7 @@ class WebUiServer : public ::testing::Test {
  protected:
   void SetUp() override {
     root = fs::temp_directory_path() / ("easel_web_" + std::to_string(::getpid()));
-    server::ServeOptions o;
-    o.port = 0;
-    o.models_dir = root / "models";
-    o.outputs_dir = root / "outputs";
-    o.data_dir = root / "data";
+    server::ServeOptions o = testing::test_serve_options(root);
     app = std::make_unique<server::ServerApp>(o);
     ASSERT_TRUE(app->start().ok());
     port = app->port();

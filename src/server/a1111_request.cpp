@@ -32,21 +32,26 @@ struct Reader {
     return &*it;
   }
 
+  // A number, or a string holding exactly one; NaN otherwise.
+  static double as_number(const nlohmann::json& v) {
+    if (v.is_number()) return v.get<double>();
+    if (v.is_string()) {
+      try {
+        size_t used = 0;
+        const std::string s = v.get<std::string>();
+        const double d = std::stod(s, &used);
+        if (used == s.size()) return d;
+      } catch (...) {
+      }
+    }
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+
   template <class Int>
   void integer(const std::string& name, Int& out) {
     const nlohmann::json* v = field(name);
     if (!v) return;
-    double d = std::numeric_limits<double>::quiet_NaN();
-    if (v->is_number()) d = v->get<double>();
-    else if (v->is_string()) {
-      try {
-        size_t used = 0;
-        const std::string s = v->get<std::string>();
-        d = std::stod(s, &used);
-        if (used != s.size()) d = std::numeric_limits<double>::quiet_NaN();
-      } catch (...) {
-      }
-    }
+    const double d = as_number(*v);
     if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9.2e18) {
       errors.add(prefix + name, "value is not a valid integer", "type_error.integer");
       return;
@@ -57,17 +62,7 @@ struct Reader {
   void number(const std::string& name, double& out) {
     const nlohmann::json* v = field(name);
     if (!v) return;
-    double d = std::numeric_limits<double>::quiet_NaN();
-    if (v->is_number()) d = v->get<double>();
-    else if (v->is_string()) {
-      try {
-        size_t used = 0;
-        const std::string s = v->get<std::string>();
-        d = std::stod(s, &used);
-        if (used != s.size()) d = std::numeric_limits<double>::quiet_NaN();
-      } catch (...) {
-      }
-    }
+    const double d = as_number(*v);
     if (!std::isfinite(d)) {
       errors.add(prefix + name, "value is not a valid float", "type_error.float");
       return;
