@@ -22,6 +22,7 @@ function errorMessage(res, data) {
 
 export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body ?? {});
+export const del = (path) => request("DELETE", path);
 
 // A File as a data URI, the form the A1111 API accepts for images.
 export function readAsDataUrl(file) {

@@ -1,7 +1,9 @@
 // The page: tabs, the generation forms, progress, gallery, models, settings and PNG info.
 import { get, post, readAsDataUrl } from "./api.js";
-import { watchProgress } from "./progress.js";
+import * as events from "./events.js";
+import { watchJob } from "./progress.js";
 import * as history from "./history.js";
+import * as queue from "./queue.js";
 import { readParams, writeParams, paramsFromInfotext, summary } from "./params.js";
 import { MaskEditor } from "./mask.js";
 
@@ -9,11 +11,11 @@ const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 
 const forms = { txt2img: $("form[data-mode=txt2img]"), img2img: $("form[data-mode=img2img]") };
-const ui = JSON.parse(localStorage.getItem("easel.ui") || "{}");  // theme, history_limit
+const ui = JSON.parse(localStorage.getItem("easel.ui") || "{}");  // theme, history_limit (gallery page size)
+const pageJobs = new Map();  // the jobs this page submitted and follows, oldest first: id -> {mode, tab, params}
 let mask;
-let busy = false;
-let interrupted = false;  // Interrupt was pressed during this generation
 let pngInfoParams = null;
+let galleryJobs = 0;  // jobs the gallery asks for: a page size, more with each "Show more"
 
 // ---- tabs and messages ---------------------------------------------------------------------------
 
@@ -38,103 +40,134 @@ function showError(message) {
 // ---- generation ----------------------------------------------------------------------------------
 
 function formatSeconds(s) {
-  return s >= 60 ? `${Math.floor(s / 60)}m ${Math.round(s % 60)}s` : `${s.toFixed(1)}s`;
+  return s >= 60 ? `${Math.floor(s / 60)}m ${Math.round(s % 60)}s` : `${s.toFixed(s < 1 ? 2 : 1)}s`;
+}
+
+// The bar follows the oldest job of this page that has not finished (the one the queue runs first).
+function shownJob() { return pageJobs.keys().next().value; }
+
+function setPreview(tab, url) {
+  const preview = $(".preview", tab);
+  if (!url) { preview.hidden = true; preview.removeAttribute("src"); return; }
+  preview.onload = () => { preview.hidden = false; };
+  preview.onerror = () => { preview.hidden = true; };  // no preview on this server (yet)
+  preview.src = url;
 }
 
 function showProgress(p, tab) {
-  const preview = $(".preview", tab);
-  if (p.preview) preview.src = p.preview;
-  preview.hidden = !p.preview;
+  if (p.preview) setPreview(tab, p.preview);
   const el = $("#progress");
   el.hidden = false;
-  el.dataset.state = "running";
+  el.dataset.state = p.state === "queued" ? "queued" : "running";
   $(".fill", el).style.width = `${Math.min(100, Math.round(p.fraction * 100))}%`;
   const parts = [];
   if (p.images > 1) parts.push(`Image ${p.image}/${p.images}`);
-  parts.push(p.steps ? `Step ${p.step}/${p.steps}` : p.text || "Waiting…");
+  parts.push(p.steps && p.state === "running" ? `Step ${p.step}/${p.steps}` : p.text || "Waiting…");
   if (p.itPerSec) parts.push(`${p.itPerSec.toFixed(2)} it/s`);
   if (p.steps && p.etaSeconds) parts.push(`ETA ${formatSeconds(p.etaSeconds)}`);
   $(".progress-text", el).textContent = parts.join(" · ");
 }
 
-function finishProgress(text, complete = true) {
+// A finished job: the bar full (whatever the last step reported), its text the outcome.
+function finishProgress(text) {
   const el = $("#progress");
+  el.hidden = false;
   el.dataset.state = "done";
-  if (complete) $(".fill", el).style.width = "100%";
+  $(".fill", el).style.width = "100%";
   $(".progress-text", el).textContent = text;
 }
 
-function setBusy(value) {
-  busy = value;
+function updateGenerateButtons() {
   for (const b of $$(".generate")) {
-    b.disabled = value;
-    b.textContent = value ? "Generating…" : "Generate";
+    b.textContent = pageJobs.size ? `Generate (${pageJobs.size} in the queue)` : "Generate";
   }
 }
 
-async function generate(mode) {
-  if (busy) return;
-  const form = forms[mode];
-  const params = readParams(form);
-  localStorage.setItem(`easel.form.${mode}`, JSON.stringify(params));
+function buildRequest(mode, params) {
   const request = { ...params };
   if (mode === "img2img") {
-    if (!mask.hasImage) return showError("Image→Image needs an init image: drop one on the drop zone.");
+    if (!mask.hasImage) throw new Error("Image→Image needs an init image: drop one on the drop zone.");
     request.init_images = [mask.dataUrl];
     const m = mask.maskDataUrl();
     if (m) request.mask = m;
   }
-  setBusy(true);
-  interrupted = false;
+  return request;
+}
+
+// Queues a job through the native API (its id comes back at once) and follows it to the end.
+async function generate(mode) {
+  const form = forms[mode];
+  const params = readParams(form);
+  localStorage.setItem(`easel.form.${mode}`, JSON.stringify(params));
   const tab = form.closest(".tab");
-  showProgress({ fraction: 0, step: 0, steps: 0, images: 1, text: "Queued…" }, tab);
-  const stop = watchProgress((p) => showProgress(p, tab));
-  const started = performance.now();
+  let id;
   try {
-    const res = await post(`/sdapi/v1/${mode}`, request);
-    stop();
-    $(".preview", tab).hidden = true;
-    const info = JSON.parse(res.info || "{}");
-    const entries = res.images.map((b64, i) => ({
-      mode, time: Date.now(), image: `data:image/png;base64,${b64}`, infotext: info.infotexts?.[i] ?? "",
-      params: { ...params, seed: info.all_seeds?.[i] ?? params.seed, prompt: info.all_prompts?.[i] ?? params.prompt },
-    }));
-    showResults(tab, entries);
-    await history.add(entries, ui.history_limit || 200);
-    const seconds = (performance.now() - started) / 1000;
-    const steps = params.steps * params.batch_size * params.n_iter;
-    const images = `${entries.length} image${entries.length === 1 ? "" : "s"} in ${formatSeconds(seconds)}`;
-    finishProgress(interrupted ? `Interrupted: ${images}` : `Done: ${images} (${(steps / seconds).toFixed(2)} it/s overall)`);
+    const { id: jobId } = await post("/easel/v1/jobs", { kind: mode, request: buildRequest(mode, params) });
+    id = jobId;
   } catch (e) {
-    stop();
-    $(".preview", tab).hidden = true;
-    // Interrupted before the sampler had an estimate, a job can end without an image.
-    if (interrupted) return finishProgress("Interrupted before the first image was done", false);
-    $("#progress").hidden = true;
+    return showError(e.message);
+  }
+  queue.describe(id, params.prompt);
+  const job = { mode, tab, params };
+  pageJobs.set(id, job);
+  updateGenerateButtons();
+  if (shownJob() === id) showProgress({ state: "queued", fraction: 0, text: "Queued…" }, tab);
+  const watch = watchJob(id, (p) => {
+    if (shownJob() !== id) return;
+    if (p.previewOnly) setPreview(tab, p.preview);
+    else showProgress(p, tab);
+  }, { batchSize: params.batch_size || 1 });
+  try {
+    await showOutcome(await watch.done, job);
+  } catch (e) {
     showError(e.message);
   } finally {
-    setBusy(false);
+    pageJobs.delete(id);
+    updateGenerateButtons();
   }
 }
 
-function showResults(tab, entries) {
+async function showOutcome(done, { mode, tab, params }) {
+  setPreview(tab, null);
+  if (done.state === "failed") {
+    $("#progress").hidden = true;
+    return showError(done.error || "The generation failed.");
+  }
+  if (done.state === "cancelled") return finishProgress("Cancelled");
+  const entries = history.entriesOfJob(done);
+  // Interrupted before the sampler had an estimate, a job can end without an image.
+  if (!entries.length) return finishProgress(done.interrupted ? "Interrupted before the first image was done" : "Done: no image");
+  await showResults(tab, entries);
+  if (activeTab() === "gallery") renderGallery();
+  const seconds = Math.max(0.001, ((done.finished_ms || 0) - (done.started_ms || 0)) / 1000);
+  const steps = (params.steps || 0) * (params.batch_size || 1) * (params.n_iter || 1);
+  const images = `${entries.length} image${entries.length === 1 ? "" : "s"} in ${formatSeconds(seconds)}`;
+  finishProgress(done.interrupted ? `Interrupted: ${images}` : `Done: ${images} (${(steps / seconds).toFixed(2)} it/s overall)`);
+}
+
+// Shows a job's images once they have loaded (so the result never flashes in empty).
+async function showResults(tab, entries) {
   const images = $(".images", tab), infotext = $(".infotext", tab);
-  images.replaceChildren(...entries.map((e) => {
+  const imgs = entries.map((e) => {
     const img = new Image();
     img.src = e.image;
-    img.alt = e.params.prompt;
+    img.alt = e.params.prompt ?? "";
     img.title = "Show its parameters";
     img.onclick = () => { infotext.textContent = e.infotext; };
     return img;
-  }));
+  });
+  await Promise.all(imgs.map((img) => img.decode().catch(() => {})));
+  images.replaceChildren(...imgs);
   infotext.textContent = entries[0]?.infotext ?? "";
 }
 
 // ---- gallery -------------------------------------------------------------------------------------
 
 async function renderGallery() {
-  const entries = await history.list($("#gallery-search").value);
+  galleryJobs ||= pageSize();
+  const { entries, more } = await history.list($("#gallery-search").value, galleryJobs);
   $("#tab-gallery .empty").hidden = entries.length > 0;
+  $("[data-action=more-history]").hidden = !more;
   $("#gallery").replaceChildren(...entries.map((e) => {
     const card = document.createElement("figure");
     card.className = "card";
@@ -149,6 +182,14 @@ async function renderGallery() {
     $(".meta", card).textContent = `${e.mode} · ${summary(e.params)} · ${new Date(e.time).toLocaleString()}`;
     return card;
   }));
+}
+
+function pageSize() { return Math.max(1, Math.min(1000, ui.history_limit || 50)); }
+
+let searchTimer = 0;
+function searchGallery() {  // as the user types: one request when they pause, not one per key
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => { galleryJobs = pageSize(); renderGallery().catch((e) => showError(e.message)); }, 250);
 }
 
 async function recall(id) {
@@ -198,7 +239,7 @@ async function selectModel(title, button) {
 async function loadSettings() {
   const form = $("#settings");
   form.elements.theme.value = ui.theme || "dark";
-  form.elements.history_limit.value = ui.history_limit || 200;
+  form.elements.history_limit.value = pageSize();
   const options = await get("/sdapi/v1/options");
   for (const el of $$("[data-server]", form)) if (options[el.name] !== undefined) el.value = options[el.name];
 }
@@ -256,7 +297,11 @@ const actions = {
   "select-model": (b) => selectModel(b.closest("tr").dataset.title, b),
   "recall": (b) => recall(b.closest(".card").dataset.id),
   "delete": async (b) => { await history.remove(b.closest(".card").dataset.id); renderGallery(); },
-  "clear-history": async () => { if (confirm("Delete the whole history?")) { await history.clear(); renderGallery(); } },
+  "clear-history": async () => {
+    if (confirm("Hide the whole history in this browser? The server keeps the images.")) { await history.clear(); renderGallery(); }
+  },
+  "more-history": () => { galleryJobs += pageSize(); return renderGallery(); },
+  "cancel-job": (b) => queue.cancel(b.closest("li").dataset.id, b),
   "pnginfo-send": () => { writeParams(forms.txt2img, pngInfoParams); $("#pnginfo").close(); showTab("txt2img"); },
 };
 
@@ -269,6 +314,8 @@ async function init() {
     form.addEventListener("submit", (e) => { e.preventDefault(); generate(mode); });
   }
   mask = new MaskEditor($("#tab-img2img .init-image"));
+  queue.init($("#queue"));
+  events.connect();
 
   document.addEventListener("click", (e) => {
     const tab = e.target.closest(".tabs button");
@@ -284,12 +331,9 @@ async function init() {
       generate(activeTab());
     }
   });
-  $("#interrupt").onclick = () => {
-    interrupted = true;
-    post("/sdapi/v1/interrupt").catch((e) => showError(e.message));
-  };
+  $("#interrupt").onclick = () => post("/sdapi/v1/interrupt").catch((e) => showError(e.message));
   $("#skip").onclick = () => post("/sdapi/v1/skip").catch((e) => showError(e.message));
-  $("#gallery-search").addEventListener("input", renderGallery);
+  $("#gallery-search").addEventListener("input", searchGallery);
   $("#settings").addEventListener("submit", (e) => { e.preventDefault(); saveSettings(); });
 
   // A file dropped on the img2img drop zone becomes the init image; anywhere else, its PNG info shows.

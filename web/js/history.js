@@ -1,38 +1,48 @@
-// Generated images with the parameters that made them, newest first. Kept in this browser
-// (localStorage) until the server's job list (GET /easel/v1/jobs) replaces this module's body; the
-// interface is already asynchronous for that.
-const KEY = "easel.history";
+// Generated images with the parameters that made them, newest first, from the server's job history
+// (GET /easel/v1/jobs: it survives page reloads and server restarts). The server searches the
+// prompts (`q`) and pages (`limit`); this browser only remembers which entries it was asked to hide,
+// since a finished job cannot be deleted on the server.
+import { get } from "./api.js";
 
-function load() {
-  try { return JSON.parse(localStorage.getItem(KEY)) || []; } catch { return []; }
+const HIDDEN_KEY = "easel.history.hidden";  // {ids: [job id], before: ms}: hidden jobs, and all created before
+const entries = new Map();  // entry id -> entry, from the last list()
+
+function hidden() {
+  try { return { ids: [], before: 0, ...JSON.parse(localStorage.getItem(HIDDEN_KEY)) }; } catch { return { ids: [], before: 0 }; }
 }
 
-function save(entries) {
-  // Images are data URIs: when the browser's quota is full, drop the oldest until they fit.
-  while (entries.length) {
-    try { localStorage.setItem(KEY, JSON.stringify(entries)); return; }
-    catch { entries.pop(); }
-  }
-  localStorage.removeItem(KEY);
+function saveHidden(h) { localStorage.setItem(HIDDEN_KEY, JSON.stringify({ ids: h.ids.slice(-1000), before: h.before })); }
+
+// One entry per image of a finished job: {id, job, mode, image: URL, params, infotext, time}.
+export function entriesOfJob(job) {
+  const info = job.result?.info || {};
+  return (job.result?.images || []).map((image, i) => ({
+    id: `${job.id}:${i}`, job: job.id, mode: job.kind, image, time: job.finished_ms || job.created_ms,
+    infotext: info.infotexts?.[i] ?? "",
+    params: { ...job.request, seed: info.all_seeds?.[i] ?? job.request?.seed, prompt: info.all_prompts?.[i] ?? job.request?.prompt },
+  }));
 }
 
-// entry: {image: URL, params: request fields, infotext: A1111 "parameters" text, time: ms}
-export async function add(newEntries, limit = 200) {
-  // (crypto.randomUUID exists only on https and localhost; the UI is also used over plain http.)
-  const id = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
-  const entries = [...newEntries.map((e) => ({ id: id(), ...e })), ...load()];
-  save(entries.slice(0, limit));
+// Finished jobs' images whose prompt contains query (case-insensitive), at most `limit` jobs'.
+// Returns {entries, more}: more is true when the server has further matching jobs.
+export async function list(query = "", limit = 50) {
+  const q = query.trim();
+  const h = hidden();
+  const skip = new Set(h.ids);
+  const res = await get(`/easel/v1/jobs?state=done&limit=${limit}${q ? `&q=${encodeURIComponent(q)}` : ""}`);
+  const out = res.jobs.filter((j) => !skip.has(j.id) && j.created_ms > h.before).flatMap(entriesOfJob);
+  entries.clear();
+  for (const e of out) entries.set(e.id, e);
+  return { entries: out, more: res.total > res.jobs.length };
 }
 
-// Entries whose prompt or parameters contain every word of query (case-insensitive).
-export async function list(query = "") {
-  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
-  return load().filter((e) => {
-    const text = `${e.infotext}`.toLowerCase();
-    return words.every((w) => text.includes(w));
-  });
+export async function find(id) { return entries.get(id); }
+
+export async function remove(id) {
+  const h = hidden();
+  h.ids.push(entries.get(id)?.job ?? id.split(":")[0]);
+  saveHidden(h);
 }
 
-export async function find(id) { return load().find((e) => e.id === id); }
-export async function remove(id) { save(load().filter((e) => e.id !== id)); }
-export async function clear() { localStorage.removeItem(KEY); }
+// Hides everything made until now (the server keeps it).
+export async function clear() { saveHidden({ ids: [], before: Date.now() }); }

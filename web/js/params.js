@@ -46,6 +46,9 @@ export function paramsFromInfotext(p) {
 }
 
 // One line for a gallery card: "Euler a · 20 steps · CFG 7 · 512x512 · seed 1".
+// Fields a request left out (an API client's) are left out here too.
 export function summary(p) {
-  return `${p.sampler_name} · ${p.steps} steps · CFG ${p.cfg_scale} · ${p.width}x${p.height} · seed ${p.seed}`;
+  const parts = [p.sampler_name, p.steps != null && `${p.steps} steps`, p.cfg_scale != null && `CFG ${p.cfg_scale}`,
+    p.width && p.height && `${p.width}x${p.height}`, p.seed != null && `seed ${p.seed}`];
+  return parts.filter(Boolean).join(" · ");
 }
