@@ -472,6 +472,18 @@ def run(page, base_url, restart_server, empty_url, model_file, init_png, out):
     page.fill("#gallery-search", "")
     page.wait("document.querySelectorAll('#gallery .card').length === 4", "all images again")
 
+    # Without the event stream (a proxy that drops it, say), progress and the result come by polling.
+    page.call("Network.enable")
+    page.call("Network.setBlockedURLs", urls=["*/easel/v1/events*"])
+    page.navigate(base_url + "/")
+    page.wait("document.querySelector('form[data-mode=txt2img] [name=sampler_name]')?.options.length > 0", "the form")
+    for name, value in (("prompt", "polled progress"), ("width", 48), ("height", 32), ("steps", 3), ("seed", 7)):
+        page.fill(f"{form} [name={name}]", value)
+    page.click(f"{form} .generate")
+    page.wait("document.getElementById('progress').dataset.state === 'done'", "the generation without events", timeout=20)
+    page.wait("document.querySelector('#tab-txt2img .infotext').textContent.startsWith('polled progress')", "its image")
+    page.call("Network.setBlockedURLs", urls=[])
+
     # Models tab, then the same page in a narrow window.
     page.click(".tabs [data-tab=models]")
     page.wait(f"document.querySelector('table.models tr.current')?.dataset.title.startsWith({json.dumps(model_file)})",
