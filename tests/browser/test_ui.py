@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -443,14 +444,17 @@ def run(page, base_url, restart_server, empty_url, model_file, init_png, out):
         page.wait(f"document.querySelector('#queue li[data-id=\"{waiting}\"]')?.dataset.state === 'queued' && "
                   f"document.querySelector('#queue li[data-id=\"{running}\"]')?.dataset.state === 'running'",
                   "the queue panel with a running and a queued job")
-        assert "a job that waits" in page.eval(f"document.querySelector('#queue li[data-id=\"{waiting}\"] .prompt').textContent")
+        page.wait(f"document.querySelector('#queue li[data-id=\"{waiting}\"] .prompt').textContent.includes('a job that waits')",
+                  "the queued job's prompt (looked up once)")
         shot("13_queue.png")
         page.click(f'#queue li[data-id="{waiting}"] [data-action=cancel-job]')
         page.wait(f"!document.querySelector('#queue li[data-id=\"{waiting}\"]')", "the cancelled job to leave the queue")
-        assert api(base_url, "GET", f"/easel/v1/jobs/{waiting}")["state"] == "cancelled"
+        state = api(base_url, "GET", f"/easel/v1/jobs/{waiting}")["state"]
+        assert state == "cancelled", f"the queued job is {state} after Cancel"
         page.click(f'#queue li[data-id="{running}"] [data-action=cancel-job]')  # a running job stops at its next step
         page.wait("document.getElementById('queue').hidden", "the queue panel to empty")
-        assert api(base_url, "GET", f"/easel/v1/jobs/{running}")["state"] == "cancelled"
+        state = api(base_url, "GET", f"/easel/v1/jobs/{running}")["state"]
+        assert state == "cancelled", f"the running job is {state} after Cancel"
     finally:
         for job in submitted:
             api(base_url, "DELETE", f"/easel/v1/jobs/{job}", ok_codes=(200, 202, 404, 409))
@@ -563,7 +567,8 @@ def main():
                 page.screenshot(os.path.join(out, "failure.png"))
             except Exception:
                 pass
-        print(f"FAIL browser UI test: {type(e).__name__}: {e}", file=sys.stderr)
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        print(f"FAIL browser UI test (line {where.lineno}: {where.line}): {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     finally:
         signal.alarm(0)

@@ -7,6 +7,8 @@ import { get } from "./api.js";
 const HIDDEN_KEY = "easel.history.hidden";  // {ids: [job id], before: ms}: hidden jobs, and all created before
 const entries = new Map();  // entry id -> entry, from the last list()
 
+localStorage.removeItem("easel.history");  // the images an earlier version kept in the browser
+
 function hidden() {
   try { return { ids: [], before: 0, ...JSON.parse(localStorage.getItem(HIDDEN_KEY)) }; } catch { return { ids: [], before: 0 }; }
 }
