@@ -125,7 +125,7 @@ def main():
         not_done = [(j["id"], j["state"], j["error"]) for j in jobs if j["state"] != "done"]
         expect(not not_done, f"every job in the history done ({not_done})")
 
-        resumed_sync = lost_sync = lost_native = 0
+        cut_off = collections.Counter()  # (kind, what became of it) for requests the kill cut off
         for s in subs:
             found = by_prompt.get(s.prompt, [])
             if s.outcome == "accepted":
@@ -133,13 +133,14 @@ def main():
             elif s.outcome == "ok":
                 expect(len(found) == 1, f"answered txt2img '{s.prompt}' in the history once")
             elif s.outcome == "lost_connection":
-                # Cut off by the kill: resumed from the history, or never reached the queue.
-                if s.native:
-                    lost_native += 1
-                elif found:
-                    resumed_sync += 1
+                # Cut off by the kill: queued before it (then resumed, or done with the answer lost), or never queued.
+                kind = "native" if s.native else "txt2img"
+                if not found:
+                    cut_off[kind, "never queued"] += 1
+                elif before.get(found[0]["id"], {}).get("state") == "done":
+                    cut_off[kind, "done before the kill, answer lost"] += 1
                 else:
-                    lost_sync += 1
+                    cut_off[kind, "resumed after the restart"] += 1
             else:
                 expect(False, f"'{s.prompt}': {s.outcome} {s.error}")
 
@@ -181,8 +182,7 @@ def main():
         lat = load.poll_stats(load.t_clients_done - load.t_start)
         print(f"submissions: {dict(outcomes)}; history: {len(jobs)} jobs, "
               f"{sum(j['state'] == 'done' for j in jobs)} done, {len(twice)} duplicated; outputs: {sum(files.values())} files")
-        print(f"cut off by the kill: {resumed_sync} txt2img resumed in the history, {lost_sync} txt2img never queued, "
-              f"{lost_native} native submissions without an answer")
+        print("requests cut off by the kill: " + (", ".join(f"{n} {k} {w}" for (k, w), n in sorted(cut_off.items())) or "none"))
         print(f"unfinished at the kill: {len(unfinished_before)}, run again after the restart: {len(resumed)}; "
               f"done events: {sum(done_events.values())} for {len(done_events)} jobs")
         print(f"polls: {lat['polls']} answered ({lat['statuses']}), 5xx: {five}; progress p50 {lat['p50_ms']} ms, "
