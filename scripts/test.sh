@@ -10,6 +10,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 python3 tests/clients/test_clients.py  # webuiapi + openai SDK against build/easel serve (own venv, stops its servers)
+python3 tests/load/test_kill_restart.py  # 50 jobs, 10 clients, 200 pollers; the server SIGKILLed midway and restarted
 python3 tests/browser/test_ui.py --easel build/easel  # the web UI in headless chromium; prints its screenshots
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEASEL_SANITIZE=ON -DEASEL_BUILD_BENCH=OFF
