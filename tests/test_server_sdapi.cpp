@@ -117,6 +117,9 @@ TEST_F(SdApiServer, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
   expect("POST", "/sdapi/v1/txt2img", R"({"steps": "many"})", 422);
   expect("POST", "/sdapi/v1/txt2img", R"({"width": 100000, "height": 100000})", 422);
   expect("POST", "/sdapi/v1/txt2img", R"({"width": 50})", 422);
+  expect("POST", "/sdapi/v1/txt2img", R"({"width": 4096, "height": 4096})", 422);  // past the server's limits
+  expect("POST", "/sdapi/v1/txt2img", R"({"batch_size": 1000})", 422);
+  expect("POST", "/sdapi/v1/txt2img", R"({"steps": 100000})", 422);
   expect("POST", "/sdapi/v1/txt2img", R"({"override_settings": {"sd_model_checkpoint": "missing.safetensors"}})", 422);
   expect("POST", "/sdapi/v1/img2img", R"({"init_images": ["not base64!"]})", 422);
   expect("POST", "/sdapi/v1/img2img", R"({"init_images": ["aGVsbG8="]})", 422);  // "hello": not an image

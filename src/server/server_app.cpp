@@ -24,7 +24,7 @@ struct ServerApp::Parts {
         runner(catalog, SdRunnerOptions{o.outputs_dir, o.threads}),
         queue(runner, store.get()),
         events(queue),
-        state{catalog, runner, queue, o.data_dir / "uploads", {}, {}, {}, {}} {
+        state{catalog, runner, queue, o.data_dir / "uploads", o.limits, o.upload_limits, {}, {}} {
     state.events = &events;
   }
 };

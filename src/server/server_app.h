@@ -6,9 +6,21 @@
 #include <string>
 
 #include "core/error.h"
+#include "io/image.h"
+#include "pipelines/generation_params.h"
 #include "server/security.h"
 
 namespace easel::server {
+
+inline GenerationLimits server_generation_limits() {
+  GenerationLimits l;
+  l.max_side = 2048;
+  l.max_pixels = int64_t(2048) * 2048;
+  l.max_steps = 500;
+  l.max_batch_size = 16;
+  l.max_n_iter = 100;
+  return l;
+}
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
@@ -19,6 +31,10 @@ struct ServeOptions {
   int threads = 0;                                // compute threads, 0: all
   size_t max_body_bytes = size_t(64) << 20;
   SecurityOptions security;  // auth, API keys, rate limit, CORS
+  // What one request may ask for. Lower than the CLI's: a server faces clients it does not know,
+  // and an SD 1.x VAE decode at 2048x2048 already holds ~11 GB of activations.
+  GenerationLimits limits = server_generation_limits();
+  ImageLimits upload_limits = ImageLimits{int64_t(4096) * 4096, int64_t(64) << 20};
 };
 
 class ServerApp {
