@@ -2,26 +2,37 @@
 // current one), keeps one loaded at a time, turns the engine's progress into the job's, writes the
 // images to the outputs folder and returns A1111's `info` for them.
 //
+// While a job samples it makes a live preview of the current x0 estimate every `preview_every`
+// steps (A1111's show_progress_every_n_steps) with a TAESD decoder from models/VAE-approx when there
+// is one, else A1111's "Approx cheap" (pipelines/latent_preview.h), and hands it to `on_preview`.
+//
 // A job's request is the A1111 body with its uploads already stored as files:
 // "init_image_files": [path], "mask_file": path (see routes_sdapi.cpp).
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "backends/runtime.h"
+#include "pipelines/latent_preview.h"
 #include "pipelines/stable_diffusion.h"
 #include "server/job_queue.h"
 #include "server/model_catalog.h"
+#include "server/previews.h"
 
 namespace easel::server {
 
 struct SdRunnerOptions {
   std::filesystem::path outputs_dir = "outputs";
   int threads = 0;  // 0: all
+  int preview_every = 1;  // steps between live previews; 0: none
+  int preview_quality = 80;  // JPEG
+  std::function<void(Preview)> on_preview;  // called on the executor thread; must not block
 };
 
 class SdJobRunner : public JobRunner {
@@ -37,6 +48,8 @@ class SdJobRunner : public JobRunner {
 
  private:
   const StableDiffusion& model_for(const std::string& key);  // throws with a message for the client
+  const LatentPreviewer& previewer();  // executor thread only
+
 
   ModelCatalog& catalog_;
   SdRunnerOptions options_;
@@ -45,6 +58,9 @@ class SdJobRunner : public JobRunner {
   std::string current_;                      // catalog name of the selected checkpoint
   std::optional<StableDiffusion> loaded_;    // executor thread only
   std::filesystem::path loaded_path_;
+  LatentPreviewer previewer_;                 // executor thread only; the cheap one until a TAESD loads
+  std::filesystem::path previewer_path_;      // the TAESD it holds, if any
+  std::set<std::filesystem::path> previewer_failed_;  // not loadable as a TAESD decoder for SD latents
 };
 
 }  // namespace easel::server

@@ -29,6 +29,7 @@ struct ServeOptions {
   std::filesystem::path outputs_dir = "outputs";
   std::filesystem::path data_dir = "easel-data";  // uploads of queued jobs
   int threads = 0;                                // compute threads, 0: all
+  int preview_every = 1;  // live preview every N sampler steps (A1111 show_progress_every_n_steps); 0: off
   size_t max_body_bytes = size_t(64) << 20;
   SecurityOptions security;  // auth, API keys, rate limit, CORS
   // What one request may ask for. Lower than the CLI's: a server faces clients it does not know,
