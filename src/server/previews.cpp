@@ -37,8 +37,7 @@ std::string preview_frame(const Preview& preview) {
   return out;
 }
 
-void PreviewStore::put(Preview preview) {
-  auto p = std::make_shared<const Preview>(std::move(preview));
+void PreviewStore::put(std::shared_ptr<const Preview> p) {
   std::lock_guard lock(mutex_);
   std::erase_if(latest_, [&](const auto& q) { return q->job_id == p->job_id; });
   latest_.push_back(std::move(p));

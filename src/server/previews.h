@@ -42,7 +42,7 @@ class PreviewStore {
  public:
   explicit PreviewStore(size_t keep_jobs = 16) : keep_jobs_(keep_jobs) {}
 
-  void put(Preview preview);  // replaces the job's previous preview
+  void put(std::shared_ptr<const Preview> preview);  // replaces the job's previous preview
   std::shared_ptr<const Preview> latest(const std::string& job_id) const;
 
  private:

@@ -36,9 +36,12 @@ struct ServerApp::Parts {
     r.threads = o.threads;
     r.preview_every = o.preview_every;
     // On the executor thread: keeps the image and queues the events, never waits for a client.
-    r.on_preview = [this](Preview p) {
-      events.publish_preview(p);
-      previews.put(std::move(p));
+    r.on_preview = [this, after = o.after_preview](Preview p) {
+      // Stored before it is announced: a client told of it can fetch it at once.
+      auto stored = std::make_shared<const Preview>(std::move(p));
+      previews.put(stored);
+      events.publish_preview(*stored);
+      if (after) after(*stored);
     };
     return r;
   }
