@@ -16,6 +16,7 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "pipelines/latent_preview.h"
+#include "server/message_stream.h"
 #include "server/previews.h"
 #include "server/server_app.h"
 #include "server_test_support.h"
@@ -117,6 +118,24 @@ TEST(LatentPreview, BinaryFrameHeader) {
   EXPECT_EQ(f, std::string("\0\0\0\1\0\0\0\2", 8) + "0123456789abcdefIMG");
 }
 
+// A slow WebSocket client holds at most one preview frame: a newer one replaces it, text stays.
+TEST(LatentPreview, StreamKeepsOnlyTheLatestBinaryFrame) {
+  server::MessageStream s(8);
+  EXPECT_TRUE(s.push("a"));
+  EXPECT_TRUE(s.push_binary("frame1"));
+  EXPECT_TRUE(s.push("b"));
+  EXPECT_TRUE(s.push_binary("frame2"));
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(s.push_binary("frame3"));  // never overflows the stream
+  bool binary = true;
+  EXPECT_EQ(*s.pop(&binary), "a");
+  EXPECT_FALSE(binary);
+  EXPECT_EQ(*s.pop(&binary), "b");
+  EXPECT_EQ(*s.pop(&binary), "frame3");
+  EXPECT_TRUE(binary);
+  EXPECT_FALSE(s.pop());
+  EXPECT_FALSE(s.closed());
+}
+
 // --- a running server ---------------------------------------------------------------------------
 
 // Holds the executor at one preview until the test has looked (no sleeps: the job waits for us).
@@ -157,6 +176,7 @@ class PreviewServer : public ::testing::Test {
     gate.hold_at = hold_at;
     server::ServeOptions o = testing::test_serve_options(root);
     o.preview_every = preview_every;
+    o.preview_time_share = 0;  // every preview, however slow next to the tiny model's steps
     o.after_preview = [this](const server::Preview& p) { gate(p); };
     app = std::make_unique<server::ServerApp>(o);
     const Status s = app->start();
@@ -207,6 +227,8 @@ TEST_F(PreviewServer, ProgressJobApiAndWebSocketCarryTheCheapPreview) {
   start(/*preview_every=*/1, /*hold_at=*/5);
   EventClient ws(port, /*websocket=*/true);
   EventClient sse(port, /*websocket=*/false);
+  // Subscribed (its first message, the queue state, is in) before the job can publish anything.
+  ASSERT_TRUE(sse.wait_for([](const std::vector<json>& ms) { return !ms.empty(); }));
   const std::string id = submit_20_steps();
   ASSERT_TRUE(gate.wait_reached()) << "no 5th preview";
   EXPECT_EQ(gate.seen.step, 5);

@@ -136,8 +136,23 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   // Live previews of the first image of the batch (A1111: shared.state.assign_current_image).
   const LatentPreviewer* previews = options_.preview_every > 0 && options_.on_preview ? &previewer() : nullptr;
   int64_t preview_seq = 0;
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> sampling_start;
+  Clock::duration preview_time{};
   const sampling::StepCallback on_step = [&](const sampling::StepInfo& s) {
+    const Clock::time_point now = Clock::now();
+    if (!sampling_start) sampling_start = now;
     if (!previews || !s.denoised.defined() || (s.step + 1) % options_.preview_every != 0) return;
+    const double share = options_.preview_time_share;
+    if (share > 0 && preview_seq > 0 &&
+        std::chrono::duration<double>(preview_time).count() >
+            share * std::chrono::duration<double>(now - *sampling_start).count())
+      return;
+    struct Timer {
+      Clock::duration& total;
+      Clock::time_point start = Clock::now();
+      ~Timer() { total += Clock::now() - start; }
+    } timer{preview_time};
     try {
       const Image image = previews->preview(ctx, s.denoised);
       auto bytes = encode_image(image, ImageFormat::Jpeg, options_.preview_quality);

@@ -5,6 +5,9 @@
 // While a job samples it makes a live preview of the current x0 estimate every `preview_every`
 // steps (A1111's show_progress_every_n_steps) with a TAESD decoder from models/VAE-approx when there
 // is one, else A1111's "Approx cheap" (pipelines/latent_preview.h), and hands it to `on_preview`.
+// A preview is skipped while the previews so far took more than `preview_time_share` of the time
+// since sampling started, so a slow decoder on a slow device thins them out instead of slowing
+// the job (the first one is always made).
 //
 // A job's request is the A1111 body with its uploads already stored as files:
 // "init_image_files": [path], "mask_file": path (see routes_sdapi.cpp).
@@ -32,6 +35,7 @@ struct SdRunnerOptions {
   int threads = 0;  // 0: all
   int preview_every = 1;  // steps between live previews; 0: none
   int preview_quality = 80;  // JPEG
+  double preview_time_share = 0.1;  // most of the sampling time previews may take (0: no limit)
   std::function<void(Preview)> on_preview;  // called on the executor thread; must not block
 };
 

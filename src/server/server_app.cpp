@@ -35,6 +35,7 @@ struct ServerApp::Parts {
     r.outputs_dir = o.outputs_dir;
     r.threads = o.threads;
     r.preview_every = o.preview_every;
+    r.preview_time_share = o.preview_time_share;
     // On the executor thread: keeps the image and queues the events, never waits for a client.
     r.on_preview = [this, after = o.after_preview](Preview p) {
       // Stored before it is announced: a client told of it can fetch it at once.
