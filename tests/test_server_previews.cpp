@@ -304,5 +304,20 @@ TEST_F(PreviewServer, PreviewEveryZeroMakesNone) {
   EXPECT_EQ(http_request(port, "GET", "/easel/v1/jobs/" + id + "/preview").status, 404);
 }
 
+TEST_F(PreviewServer, A1111OptionSetsThePeriod) {
+  start(/*preview_every=*/1, /*hold_at=*/0);
+  EXPECT_EQ(get("/sdapi/v1/options")["show_progress_every_n_steps"], 1);
+  EXPECT_EQ(http_request(port, "POST", "/sdapi/v1/options", R"({"show_progress_every_n_steps": "x"})").status, 422);
+  EXPECT_EQ(http_request(port, "POST", "/sdapi/v1/options", R"({"show_progress_every_n_steps": -1})").status, 200);
+  EXPECT_EQ(get("/sdapi/v1/options")["show_progress_every_n_steps"], 0);
+  std::string id = submit_20_steps();
+  EXPECT_EQ(wait_done(id)["state"], "done");
+  EXPECT_FALSE(get("/easel/v1/jobs/" + id).contains("preview_seq"));
+  EXPECT_EQ(http_request(port, "POST", "/sdapi/v1/options", R"({"show_progress_every_n_steps": 10})").status, 200);
+  id = submit_20_steps();
+  EXPECT_EQ(wait_done(id)["state"], "done");
+  EXPECT_EQ(get("/easel/v1/jobs/" + id)["preview_seq"], 2);  // steps 10 and 20
+}
+
 }  // namespace
 }  // namespace easel

@@ -88,11 +88,12 @@ json options_json(ServerState& s) {
             {"CLIP_stop_at_last_layers", 1},
             {"eta_noise_seed_delta", 0},
             {"samples_format", "png"},
-            {"outdir_samples", s.runner.outputs_dir().string()}};
+            {"outdir_samples", s.runner.outputs_dir().string()},
+            {"show_progress_every_n_steps", s.runner.preview_every()}};
   if (auto e = s.catalog.find_checkpoint(s.runner.current_checkpoint())) o["sd_model_checkpoint"] = e->title;
   std::lock_guard lock(s.options_mutex);
   for (const auto& [k, v] : s.options.items())
-    if (k != "sd_model_checkpoint") o[k] = v;
+    if (k != "sd_model_checkpoint" && k != "show_progress_every_n_steps") o[k] = v;
   return o;
 }
 
@@ -121,6 +122,11 @@ void add_sdapi_routes(Router& r, ServerState& s) {
       if (!ck->is_string()) return respond(validation_error("sd_model_checkpoint", "str type expected"));
       if (Status st = s.runner.select_checkpoint(ck->get<std::string>()); !st.ok())
         return respond(validation_error("sd_model_checkpoint", st.error().message()));
+    }
+    // Live preview period; A1111's -1 (only after each batch) means none here.
+    if (auto n = body->find("show_progress_every_n_steps"); n != body->end()) {
+      if (!n->is_number_integer()) return respond(validation_error("show_progress_every_n_steps", "value is not a valid integer"));
+      s.runner.set_preview_every(n->get<int>());
     }
     std::lock_guard lock(s.options_mutex);
     for (const auto& [k, v] : body->items()) s.options[k] = v;

@@ -26,7 +26,7 @@ std::string today() {
 }  // namespace
 
 SdJobRunner::SdJobRunner(ModelCatalog& catalog, SdRunnerOptions options)
-    : catalog_(catalog), options_(std::move(options)) {
+    : catalog_(catalog), options_(std::move(options)), preview_every_(std::max(0, options_.preview_every)) {
   runtime_ = Runtime::create({"cpu", options_.threads}).value();
   const auto all = catalog_.checkpoints();
   if (!all.empty()) current_ = all.front().name;
@@ -134,7 +134,8 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     control.report(progress);
   };
   // Live previews of the first image of the batch (A1111: shared.state.assign_current_image).
-  const LatentPreviewer* previews = options_.preview_every > 0 && options_.on_preview ? &previewer() : nullptr;
+  const int preview_every = preview_every_;
+  const LatentPreviewer* previews = preview_every > 0 && options_.on_preview ? &previewer() : nullptr;
   int64_t preview_seq = 0;
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> sampling_start;
@@ -142,7 +143,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   const sampling::StepCallback on_step = [&](const sampling::StepInfo& s) {
     const Clock::time_point now = Clock::now();
     if (!sampling_start) sampling_start = now;
-    if (!previews || !s.denoised.defined() || (s.step + 1) % options_.preview_every != 0) return;
+    if (!previews || !s.denoised.defined() || (s.step + 1) % preview_every != 0) return;
     const double share = options_.preview_time_share;
     if (share > 0 && preview_seq > 0 &&
         std::chrono::duration<double>(preview_time).count() >

@@ -13,6 +13,8 @@
 // "init_image_files": [path], "mask_file": path (see routes_sdapi.cpp).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -48,6 +50,9 @@ class SdJobRunner : public JobRunner {
   std::string current_checkpoint() const;
   Status select_checkpoint(const std::string& key);  // error when the catalog has no such model
   void unload();                                      // frees the loaded model
+  // Live preview period in steps (A1111's show_progress_every_n_steps; 0: off), from the next job.
+  void set_preview_every(int steps) { preview_every_ = std::max(0, steps); }
+  int preview_every() const { return preview_every_; }
   const std::filesystem::path& outputs_dir() const { return options_.outputs_dir; }
 
  private:
@@ -63,6 +68,7 @@ class SdJobRunner : public JobRunner {
   std::optional<StableDiffusion> loaded_;    // executor thread only
   std::filesystem::path loaded_path_;
   LatentPreviewer previewer_;                 // executor thread only; the cheap one until a TAESD loads
+  std::atomic<int> preview_every_;
   std::filesystem::path previewer_path_;      // the TAESD it holds, if any
   std::set<std::filesystem::path> previewer_failed_;  // not loadable as a TAESD decoder for SD latents
 };
