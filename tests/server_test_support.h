@@ -99,6 +99,11 @@ class EventClient {
     std::lock_guard lock(mutex_);
     return closed_;
   }
+  // The binary WebSocket frames (live previews), as received.
+  std::vector<std::string> binary_frames() {
+    std::lock_guard lock(mutex_);
+    return binary_;
+  }
   bool wait_for(const std::function<bool(const std::vector<nlohmann::json>&)>& done,
                 std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
     const auto end = std::chrono::steady_clock::now() + timeout;
@@ -132,7 +137,12 @@ class EventClient {
         closed_ = true;
         return;
       }
-      add(boost::beast::buffers_to_string(ws_buffer_.data()));
+      if (ws_.got_binary()) {
+        std::lock_guard lock(mutex_);
+        binary_.push_back(boost::beast::buffers_to_string(ws_buffer_.data()));
+      } else {
+        add(boost::beast::buffers_to_string(ws_buffer_.data()));
+      }
       ws_buffer_.clear();
       read_ws();
     });
@@ -172,6 +182,7 @@ class EventClient {
   std::thread thread_;
   std::mutex mutex_;
   std::vector<nlohmann::json> messages_;
+  std::vector<std::string> binary_;
   bool closed_ = false;
 };
 

@@ -19,6 +19,10 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
       ->capture_default_str();
   cmd->add_option("--outputs-dir", options->outputs_dir, "where generated images are written")->capture_default_str();
   cmd->add_option("--data-dir", options->data_dir, "where the server keeps its state (job history easel.db, uploads)")->capture_default_str();
+  cmd->add_option("--preview-every", options->preview_every,
+                  "live preview every N sampler steps (TAESD from models/VAE-approx, else a cheap approximation); 0: off")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   options->security.rate_limit = 300;  // SD.Next's budget; the library default is off
   cmd->add_option("--auth", options->security.auth, "HTTP Basic credentials required on every route: user:pass[,user2:pass2]")
       ->delimiter(',');

@@ -111,7 +111,8 @@ Tensor StableDiffusion::inpainting_conditioning(Context& ctx, const Img2ImgImage
 }
 
 Result<GenerationResult> StableDiffusion::generate(Context& ctx, const GenerationParams& p,
-                                                   const std::function<void(const GeneratedImage&)>& on_image) const {
+                                                   const std::function<void(const GeneratedImage&)>& on_image,
+                                                   const sampling::StepCallback& on_step) const {
   EASEL_TRY_STATUS(validate(p));
   EASEL_TRY(const auto choice, sampling::parse_sampler_and_schedule(p.sampler_name, p.scheduler));
   const SdCheckpointInfo& info = checkpoint_.info();
@@ -244,11 +245,12 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
       ctx.trace("noise", first_noise);
       const Tensor x = plan.start(ctx, first_noise, init);
       ctx.trace("x_start", x);
-      const sampling::StepCallback on_step = [&](const sampling::StepInfo& s) {
+      const sampling::StepCallback step_hook = [&](const sampling::StepInfo& s) {
         ctx.trace(cat("step", s.step + 1), s.x);
         if (s.denoised.defined()) ctx.trace(cat("denoised", s.step + 1), s.denoised);
+        if (on_step) on_step(s);
       };
-      EASEL_TRY(Tensor latents, sampling::sample(ctx, plan, denoiser, x, noise, sampler_options, on_step));
+      EASEL_TRY(Tensor latents, sampling::sample(ctx, plan, denoiser, x, noise, sampler_options, step_hook));
       // Inpainting keeps the init latents outside the mask exactly (processing.py sample()).
       if (blend) latents = sampling::blend_latents(ctx, latents, init, blend->nmask);
       ctx.trace("latents", latents);

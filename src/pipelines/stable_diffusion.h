@@ -22,6 +22,7 @@
 #include "models/unet.h"
 #include "models/vae_kl.h"
 #include "pipelines/generation_params.h"
+#include "sampling/samplers.h"
 #include "sampling/schedules.h"
 #include "text/clip_tokenizer.h"
 
@@ -72,10 +73,12 @@ class StableDiffusion {
   const std::string& model_hash() const { return model_hash_; }
 
   // txt2img, img2img (p.init_image) and inpaint (p.mask), every image of batch_size x n_iter.
-  // `on_image` sees each finished image (the server streams them); ctx reports progress and is
-  // polled for cancellation between steps.
+  // `on_image` sees each finished image (the server streams them); `on_step` each sampler step of
+  // each batch, with its x0 estimate (live previews); ctx reports progress and is polled for
+  // cancellation between steps.
   Result<GenerationResult> generate(Context& ctx, const GenerationParams& p,
-                                    const std::function<void(const GeneratedImage&)>& on_image = {}) const;
+                                    const std::function<void(const GeneratedImage&)>& on_image = {},
+                                    const sampling::StepCallback& on_step = {}) const;
 
  private:
   Result<Tensor> conditioning(Context& ctx, const std::string& prompt, int batch, int clip_skip) const;

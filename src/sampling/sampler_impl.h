@@ -22,8 +22,8 @@ struct Steps {
   int total;
   const StepCallback& on_step;
   void done(int i, const Tensor& x, const Tensor& denoised) const {
+    ctx.progress("sample", i + 1, total);  // first, so a live preview of step i + 1 is seen at it
     if (on_step) on_step(StepInfo{i, total, x, denoised});
-    ctx.progress("sample", i + 1, total);
     if (ctx.cancelled()) throw Cancelled{};
     if (ctx.interrupted() || ctx.skipped()) throw StoppedEarly{denoised.defined() ? denoised : x};
   }

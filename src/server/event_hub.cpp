@@ -25,7 +25,7 @@ EventHub::EventHub(JobQueue& queue, std::chrono::milliseconds ping_every) : queu
 EventHub::~EventHub() { stop(); }
 
 void EventHub::stop() {
-  std::vector<std::shared_ptr<MessageStream>> clients;
+  std::vector<Client> clients;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
@@ -34,7 +34,7 @@ void EventHub::stop() {
   }
   wake_.notify_all();
   if (pinger_.joinable()) pinger_.join();
-  for (auto& c : clients) c->close();
+  for (auto& c : clients) c.stream->close();
 }
 
 json EventHub::queue_event() const {
@@ -45,7 +45,7 @@ json EventHub::queue_event() const {
 // The snapshot is taken and the client registered under the lock publish() holds while it
 // pushes, so every later change reaches the client after its snapshot: it may see a state twice,
 // never an older state after a newer one.
-std::shared_ptr<MessageStream> EventHub::subscribe() {
+std::shared_ptr<MessageStream> EventHub::subscribe(bool binary_previews) {
   auto stream = std::make_shared<MessageStream>();
   std::lock_guard lock(mutex_);
   if (stopping_) {
@@ -58,7 +58,7 @@ std::shared_ptr<MessageStream> EventHub::subscribe() {
     if (job.state == JobState::Queued || job.state == JobState::Running) unfinished.push_back(job);
   std::reverse(unfinished.begin(), unfinished.end());  // oldest first, as they happened
   for (const Job& job : unfinished) stream->push(job_event(job).dump());
-  clients_.push_back(stream);
+  clients_.push_back({stream, binary_previews});
   return stream;
 }
 
@@ -67,8 +67,31 @@ void EventHub::publish(const json& event) {
   std::lock_guard lock(mutex_);
   // Streams closed by their connection (gone, or dropped for falling behind) leave here. A push
   // only queues (message_stream.h), so holding the lock here costs the producer nothing more.
-  std::erase_if(clients_, [](const auto& c) { return c->closed(); });
-  for (auto& c : clients_) c->push(message);
+  std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
+  for (auto& c : clients_) c.stream->push(message);
+}
+
+void EventHub::publish_preview(const Preview& preview) {
+  const std::string event = json{{"type", "preview"},
+                                 {"job", preview.job_id},
+                                 {"seq", preview.seq},
+                                 {"image", preview.image},
+                                 {"step", preview.step},
+                                 {"steps", preview.steps},
+                                 {"method", preview.method},
+                                 {"width", preview.width},
+                                 {"height", preview.height},
+                                 {"content_type", preview_content_type(preview.format)}}
+                                .dump();
+  std::string frame;  // built only when a client wants it
+  std::lock_guard lock(mutex_);
+  std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
+  for (auto& c : clients_) {
+    c.stream->push(event);
+    if (!c.binary_previews) continue;
+    if (frame.empty()) frame = preview_frame(preview);
+    c.stream->push_binary(frame);
+  }
 }
 
 void EventHub::on_job(const Job& job) {

@@ -3,6 +3,8 @@
 //   {"type": "job", "job": {id, kind, state, priority, progress{image, images, step, steps, stage}, error}}
 // state changes are followed by {"type": "queue", "queued": n, "running": id|null}, and every
 // client gets {"type": "ping", "time_ms": t} on a timer so proxies and clients see it alive.
+// Each live preview (previews.h) becomes {"type": "preview", "job": id, "seq": n, ...} for every
+// client, followed by the image as a binary frame for the WebSocket clients that asked for them.
 //
 // Publishing only queues the message on each client's bounded stream (see message_stream.h):
 // the executor that reports progress never waits for a network write.
@@ -20,6 +22,7 @@
 
 #include "server/job_queue.h"
 #include "server/message_stream.h"
+#include "server/previews.h"
 
 namespace easel::server {
 
@@ -34,8 +37,10 @@ class EventHub {
   EventHub& operator=(const EventHub&) = delete;
 
   // A new client's stream; it starts with the queue's state and the unfinished jobs.
-  std::shared_ptr<MessageStream> subscribe();
+  // `binary_previews`: the client (a WebSocket) also gets each preview image as a binary frame.
+  std::shared_ptr<MessageStream> subscribe(bool binary_previews = false);
   void publish(const nlohmann::json& event);
+  void publish_preview(const Preview& preview);
   void stop();  // closes every stream and the ping timer; idempotent
 
  private:
@@ -45,7 +50,11 @@ class EventHub {
 
   JobQueue& queue_;
   std::mutex mutex_;
-  std::vector<std::shared_ptr<MessageStream>> clients_;
+  struct Client {
+    std::shared_ptr<MessageStream> stream;
+    bool binary_previews = false;
+  };
+  std::vector<Client> clients_;
   std::map<std::string, JobState> last_state_;  // unfinished jobs, to tell state changes from progress
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -240,8 +240,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void pump() {
     if (writing_) return;
     if (events_->closed()) return close_stream();
-    auto message = events_->pop();
+    bool binary = false;
+    auto message = events_->pop(&binary);
     if (!message) return;
+    if (binary && !ws_) return pump();  // binary messages are for WebSocket clients only
     writing_ = true;
     auto done = [self = shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
@@ -253,10 +255,8 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     if (ws_) {
       out_ = std::move(*message);
-      ws_->text(true);
+      ws_->binary(binary);  // live previews (event_hub.h); everything else is JSON text
       ws_->async_write(asio::buffer(out_), std::move(done));
-      // Previews as binary frames go here: a second queue of binary messages on MessageStream,
-      // written with ws_->binary(true) (SSE would send them base64 in a "preview" event).
     } else {
       out_ = "data: " + *message + "\n\n";
       stream_.expires_after(std::chrono::seconds(30));  // a client that stops reading is dropped

@@ -1,5 +1,6 @@
 // A long-lived answer: messages a handler keeps sending after the headers, as Server-Sent Events
-// or WebSocket text frames (the connection picks the framing). Producers push from any thread and
+// or WebSocket text frames (the connection picks the framing), and binary WebSocket frames (live
+// previews) for a WebSocket. Producers push from any thread and
 // never wait: the queue is bounded, and a client that falls that far behind is dropped, so a slow
 // or vanished reader can hold up neither the job executor nor the other clients.
 #pragma once
@@ -21,18 +22,28 @@ class MessageStream {
 
   // Queues a message; false when the stream is closed (client gone, or this push overflowed it).
   bool push(std::string message);
+  // Queues a binary message (a WebSocket binary frame). At most one waits at a time: a newer one
+  // replaces the one not yet sent (previews: only the latest matters), so binary messages never
+  // add up in a slow client's queue.
+  bool push_binary(std::string message);
   void close();
   bool closed() const;
 
   // Connection side. The waker runs (on the pushing thread, so it must only post work) after
-  // every push and on close; pop takes the next message in order.
+  // every push and on close; pop takes the next message in order (and says whether it is binary).
   void set_waker(std::function<void()> waker);
-  std::optional<std::string> pop();
+  std::optional<std::string> pop(bool* binary = nullptr);
 
  private:
   const size_t capacity_;
   mutable std::mutex mutex_;
-  std::deque<std::string> queue_;
+  struct Message {
+    std::string data;
+    bool binary = false;
+  };
+  bool push_message(Message message);
+  std::deque<Message> queue_;
+  size_t binary_queued_ = 0;
   bool closed_ = false;
   std::function<void()> waker_;
 };

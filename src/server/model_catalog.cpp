@@ -42,6 +42,28 @@ std::vector<ModelEntry> scan(const std::vector<fs::path>& folders, bool allow_di
   return out;
 }
 
+// VAE-approx: .safetensors files at the top, and folders with a config.json (diffusers).
+std::vector<ModelEntry> scan_vae_approx(const fs::path& folder) {
+  std::vector<ModelEntry> out;
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) return out;
+  for (auto it = fs::directory_iterator(folder, fs::directory_options::skip_permission_denied, ec);
+       it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const fs::path& p = it->path();
+    const bool file = it->is_regular_file(ec) && has_extension(p, {".safetensors"});
+    const bool diffusers = it->is_directory(ec) && fs::exists(p / "config.json", ec);
+    if (!file && !diffusers) continue;
+    ModelEntry e;
+    e.name = e.title = p.filename().string();
+    e.model_name = p.stem().string();
+    e.path = p;
+    out.push_back(std::move(e));
+  }
+  std::sort(out.begin(), out.end(), [](const ModelEntry& a, const ModelEntry& b) { return a.name < b.name; });
+  return out;
+}
+
 std::optional<ModelEntry> find_in(const std::vector<ModelEntry>& entries, const std::string& key) {
   for (const auto& e : entries)
     if (key == e.title || key == e.name || key == e.model_name || (!e.hash.empty() && key == e.hash) ||
@@ -57,6 +79,7 @@ ModelCatalog::ModelCatalog(fs::path models_dir) : dir_(std::move(models_dir)) { 
 void ModelCatalog::refresh() {
   auto ck = scan({dir_ / "Stable-diffusion", dir_ / "checkpoints"}, true);
   auto vae = scan({dir_ / "VAE"}, false);
+  auto approx = scan_vae_approx(dir_ / "VAE-approx");
   std::lock_guard lock(mutex_);
   // Keep hashes already computed for files still there.
   for (auto& e : ck)
@@ -67,6 +90,12 @@ void ModelCatalog::refresh() {
       }
   checkpoints_ = std::move(ck);
   vaes_ = std::move(vae);
+  vae_approx_ = std::move(approx);
+}
+
+std::vector<ModelEntry> ModelCatalog::vae_approx() const {
+  std::lock_guard lock(mutex_);
+  return vae_approx_;
 }
 
 std::vector<ModelEntry> ModelCatalog::checkpoints() const {

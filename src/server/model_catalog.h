@@ -1,5 +1,7 @@
 // The models a server offers: what is in --models-dir, in SD.Next's / A1111's folders
-// (Stable-diffusion or checkpoints, VAE, Lora, embeddings, LLM), scanned at start and on refresh.
+// (Stable-diffusion or checkpoints, VAE, VAE-approx, Lora, embeddings, LLM), scanned at start and on
+// refresh. VAE-approx holds A1111's live preview decoders: TAESD decoders as .safetensors files
+// (taesd_decoder.safetensors, ...) or diffusers AutoencoderTiny folders (config.json + weights).
 // A checkpoint is a .safetensors / .ckpt / .pt / .gguf file or a diffusers folder (model_index.json).
 //
 // Load options a checkpoint's tensors cannot tell (head counts of tiny test models, v-prediction
@@ -33,6 +35,7 @@ class ModelCatalog {
   void refresh();  // rescans the folders
   std::vector<ModelEntry> checkpoints() const;
   std::vector<ModelEntry> vaes() const;
+  std::vector<ModelEntry> vae_approx() const;  // candidate preview decoders, by name
   // By title, name, stem or short hash, as A1111's sd_model_checkpoint accepts them.
   std::optional<ModelEntry> find_checkpoint(const std::string& key) const;
   std::optional<ModelEntry> find_vae(const std::string& key) const;
@@ -42,7 +45,7 @@ class ModelCatalog {
  private:
   std::filesystem::path dir_;
   mutable std::mutex mutex_;
-  std::vector<ModelEntry> checkpoints_, vaes_;
+  std::vector<ModelEntry> checkpoints_, vaes_, vae_approx_;
 };
 
 // The sidecar's options (or the defaults when there is none); an unreadable sidecar is an error.

@@ -36,7 +36,7 @@ json public_request(const json& request) {
   return r;
 }
 
-json job_json(const Job& job, const std::vector<Job>& all) {
+json job_json(const Job& job, const std::vector<Job>& all, const PreviewStore* previews) {
   const JobProgress& p = job.progress;
   json j = {{"id", job.id},
             {"kind", job.kind},
@@ -52,6 +52,11 @@ json job_json(const Job& job, const std::vector<Job>& all) {
             {"request", public_request(job.request)},
             {"result", nullptr}};
   if (job.state == JobState::Queued) j["queue_position"] = queue_position(all, job);
+  // The latest live preview, while the server remembers it (recent jobs only).
+  if (const auto preview = previews ? previews->latest(job.id) : nullptr) {
+    j["preview_seq"] = preview->seq;
+    j["preview_url"] = "/easel/v1/jobs/" + job.id + "/preview";
+  }
   if (job.result.is_object()) {
     json images = json::array();
     for (const auto& rel : job.result.value("images", json::array()))
@@ -112,7 +117,7 @@ void list(ServerState& s, HttpRequest& req, const Responder& respond) {
       const json prompt = job.request.is_object() ? job.request.value("prompt", json("")) : json("");
       if (!prompt.is_string() || lower(prompt.get<std::string>()).find(q) == std::string::npos) continue;
     }
-    if (total++ < limit) jobs.push_back(job_json(job, all));
+    if (total++ < limit) jobs.push_back(job_json(job, all, s.previews));
   }
   respond(HttpResponse::json({{"jobs", jobs}, {"total", total}}));
 }
@@ -126,7 +131,17 @@ void add_job_routes(Router& r, ServerState& s) {
     const auto job = s.queue.get(req.params["id"]);
     if (!job) return respond(HttpResponse::error(404, "no job with id " + req.params["id"]));
     // The queue position needs the other jobs; a finished job does not pay for copying them.
-    respond(HttpResponse::json(job_json(*job, job->state == JobState::Queued ? s.queue.list() : std::vector<Job>{})));
+    respond(HttpResponse::json(job_json(*job, job->state == JobState::Queued ? s.queue.list() : std::vector<Job>{}, s.previews)));
+  });
+  r.add("GET", "/easel/v1/jobs/{id}/preview", [&s](HttpRequest& req, Responder respond) {
+    const std::string& id = req.params["id"];
+    const auto preview = s.previews ? s.previews->latest(id) : nullptr;
+    if (!preview) return respond(HttpResponse::error(404, "no preview of job " + id));
+    HttpResponse r = HttpResponse::bytes(preview->bytes, preview_content_type(preview->format));
+    r.headers.emplace_back("Cache-Control", "no-store");
+    r.headers.emplace_back("X-Preview-Seq", std::to_string(preview->seq));
+    r.headers.emplace_back("X-Preview-Step", std::to_string(preview->step));
+    respond(std::move(r));
   });
   r.add("DELETE", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
     const std::string& id = req.params["id"];
@@ -155,7 +170,7 @@ void add_job_routes(Router& r, ServerState& s) {
       r.headers.emplace_back("Upgrade", "websocket");
       return respond(std::move(r));
     }
-    respond(HttpResponse::streaming(hub.subscribe()));
+    respond(HttpResponse::streaming(hub.subscribe(/*binary_previews=*/true)));
   });
 }
 

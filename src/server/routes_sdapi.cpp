@@ -40,8 +40,19 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
                  });
 }
 
+// FastAPI's bool query parameters.
+bool query_flag(const HttpRequest& req, const std::string& name) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return false;
+  std::string v = it->second;
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return v == "true" || v == "1" || v == "yes" || v == "on";
+}
+
 // A1111 progress: 0.01 + job_no / job_count + (sampling_step / sampling_steps) / job_count.
-json progress_json(ServerState& s) {
+// current_image: the running job's latest live preview, base64 (null before the first one, or
+// with skip_current_image).
+json progress_json(ServerState& s, bool skip_current_image) {
   const auto job = s.queue.running();
   const int queued = s.queue.queued_count();
   json state = {{"skipped", false}, {"interrupted", false}, {"job", ""}, {"job_count", queued},
@@ -60,10 +71,14 @@ json progress_json(ServerState& s) {
   state["sampling_steps"] = pr.steps;
   state["interrupted"] = job->interrupted;
   state["skipped"] = job->skipped;
+  json current_image = nullptr;
+  if (!skip_current_image && s.previews)
+    if (const auto preview = s.previews->latest(job->id))
+      current_image = base64_encode({reinterpret_cast<const uint8_t*>(preview->bytes.data()), preview->bytes.size()});
   return {{"progress", progress},
           {"eta_relative", elapsed / progress - elapsed},
           {"state", state},
-          {"current_image", nullptr},
+          {"current_image", current_image},
           {"textinfo", pr.stage}};
 }
 
@@ -73,11 +88,12 @@ json options_json(ServerState& s) {
             {"CLIP_stop_at_last_layers", 1},
             {"eta_noise_seed_delta", 0},
             {"samples_format", "png"},
-            {"outdir_samples", s.runner.outputs_dir().string()}};
+            {"outdir_samples", s.runner.outputs_dir().string()},
+            {"show_progress_every_n_steps", s.runner.preview_every()}};
   if (auto e = s.catalog.find_checkpoint(s.runner.current_checkpoint())) o["sd_model_checkpoint"] = e->title;
   std::lock_guard lock(s.options_mutex);
   for (const auto& [k, v] : s.options.items())
-    if (k != "sd_model_checkpoint") o[k] = v;
+    if (k != "sd_model_checkpoint" && k != "show_progress_every_n_steps") o[k] = v;
   return o;
 }
 
@@ -86,7 +102,9 @@ json options_json(ServerState& s) {
 void add_sdapi_routes(Router& r, ServerState& s) {
   r.add("POST", "/sdapi/v1/txt2img", [&s](HttpRequest& req, Responder respond) { generate(s, req, respond, false); });
   r.add("POST", "/sdapi/v1/img2img", [&s](HttpRequest& req, Responder respond) { generate(s, req, respond, true); });
-  r.add("GET", "/sdapi/v1/progress", [&s](HttpRequest&, Responder respond) { respond(HttpResponse::json(progress_json(s))); });
+  r.add("GET", "/sdapi/v1/progress", [&s](HttpRequest& req, Responder respond) {
+    respond(HttpResponse::json(progress_json(s, query_flag(req, "skip_current_image"))));
+  });
   r.add("POST", "/sdapi/v1/interrupt", [&s](HttpRequest&, Responder respond) {
     s.queue.interrupt();
     respond(HttpResponse::json(json::object()));
@@ -104,6 +122,11 @@ void add_sdapi_routes(Router& r, ServerState& s) {
       if (!ck->is_string()) return respond(validation_error("sd_model_checkpoint", "str type expected"));
       if (Status st = s.runner.select_checkpoint(ck->get<std::string>()); !st.ok())
         return respond(validation_error("sd_model_checkpoint", st.error().message()));
+    }
+    // Live preview period; A1111's -1 (only after each batch) means none here.
+    if (auto n = body->find("show_progress_every_n_steps"); n != body->end()) {
+      if (!n->is_number_integer()) return respond(validation_error("show_progress_every_n_steps", "value is not a valid integer"));
+      s.runner.set_preview_every(n->get<int>());
     }
     std::lock_guard lock(s.options_mutex);
     for (const auto& [k, v] : body->items()) s.options[k] = v;

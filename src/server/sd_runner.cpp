@@ -1,6 +1,8 @@
 #include "server/sd_runner.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 #include "io/image.h"
@@ -24,7 +26,7 @@ std::string today() {
 }  // namespace
 
 SdJobRunner::SdJobRunner(ModelCatalog& catalog, SdRunnerOptions options)
-    : catalog_(catalog), options_(std::move(options)) {
+    : catalog_(catalog), options_(std::move(options)), preview_every_(std::max(0, options_.preview_every)) {
   runtime_ = Runtime::create({"cpu", options_.threads}).value();
   const auto all = catalog_.checkpoints();
   if (!all.empty()) current_ = all.front().name;
@@ -69,6 +71,37 @@ const StableDiffusion& SdJobRunner::model_for(const std::string& key) {
   return *loaded_;
 }
 
+// A TAESD decoder for SD 1.x/2.x latents from models/VAE-approx, else the cheap approximation.
+// taesd and taesdxl have the same shapes, so names decide the order: taesd_decoder before the
+// files named for other families (taesdxl, taesd3, taef1, taef2).
+const LatentPreviewer& SdJobRunner::previewer() {
+  auto entries = catalog_.vae_approx();
+  const auto other_family = [](const ModelEntry& e) {
+    std::string n = e.name;
+    std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    return n.find("taesdxl") != std::string::npos || n.find("taesd3") != std::string::npos ||
+           n.find("taef") != std::string::npos;
+  };
+  std::stable_sort(entries.begin(), entries.end(),
+                   [&](const ModelEntry& a, const ModelEntry& b) { return !other_family(a) && other_family(b); });
+  for (const ModelEntry& e : entries) {
+    if (previewer_failed_.count(e.path)) continue;
+    if (e.path == previewer_path_) return previewer_;
+    auto loaded = LatentPreviewer::load_taesd(e.path, 4);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "easel serve: live previews: %s\n", loaded.error().message().c_str());
+      previewer_failed_.insert(e.path);
+      continue;
+    }
+    previewer_ = std::move(*loaded);
+    previewer_path_ = e.path;
+    return previewer_;
+  }
+  previewer_ = {};
+  previewer_path_.clear();
+  return previewer_;
+}
+
 nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   const bool img2img = job.kind == "img2img";
   ValidationErrors errors;
@@ -100,6 +133,39 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     }
     control.report(progress);
   };
+  // Live previews of the first image of the batch (A1111: shared.state.assign_current_image).
+  const int preview_every = preview_every_;
+  const LatentPreviewer* previews = preview_every > 0 && options_.on_preview ? &previewer() : nullptr;
+  int64_t preview_seq = 0;
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> sampling_start;
+  Clock::duration preview_time{};
+  const sampling::StepCallback on_step = [&](const sampling::StepInfo& s) {
+    const Clock::time_point now = Clock::now();
+    if (!sampling_start) sampling_start = now;
+    if (!previews || !s.denoised.defined() || (s.step + 1) % preview_every != 0) return;
+    const double share = options_.preview_time_share;
+    if (share > 0 && preview_seq > 0 &&
+        std::chrono::duration<double>(preview_time).count() >
+            share * std::chrono::duration<double>(now - *sampling_start).count())
+      return;
+    struct Timer {
+      Clock::duration& total;
+      Clock::time_point start = Clock::now();
+      ~Timer() { total += Clock::now() - start; }
+    } timer{preview_time};
+    try {
+      const Image image = previews->preview(ctx, s.denoised);
+      auto bytes = encode_image(image, ImageFormat::Jpeg, options_.preview_quality);
+      if (!bytes.ok()) return;
+      Preview preview{job.id, ++preview_seq, progress.image, s.step + 1, s.steps, previews->method(),
+                      image.width, image.height, ImageFormat::Jpeg, std::string(bytes->begin(), bytes->end())};
+      options_.on_preview(std::move(preview));
+    } catch (const std::exception& e) {
+      // A preview is a nicety: the job goes on without it.
+      std::fprintf(stderr, "easel serve: live preview of job %s: %s\n", job.id.c_str(), e.what());
+    }
+  };
   const fs::path day = options_.outputs_dir / today();
   fs::create_directories(day);
   nlohmann::json images = nlohmann::json::array(), infotexts = nlohmann::json::array(),
@@ -113,7 +179,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     subseeds.push_back(image.subseed);
     ++progress.image;
     control.report(progress);
-  });
+  }, on_step);
   ctx.cancel_flag = nullptr;
   ctx.interrupt_flag = nullptr;
   ctx.skip_flag = nullptr;

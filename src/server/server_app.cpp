@@ -11,6 +11,7 @@ namespace easel::server {
 struct ServerApp::Parts {
   std::unique_ptr<SqliteJobStore> store;  // the job history in <data_dir>/easel.db
   ModelCatalog catalog;
+  PreviewStore previews;  // latest live preview of recent jobs
   SdJobRunner runner;
   JobQueue queue;
   EventHub events;  // listens to the queue, so it is made before the queue starts
@@ -21,11 +22,29 @@ struct ServerApp::Parts {
   Parts(const ServeOptions& o, std::unique_ptr<SqliteJobStore> job_store)
       : store(std::move(job_store)),
         catalog(o.models_dir),
-        runner(catalog, SdRunnerOptions{o.outputs_dir, o.threads}),
+        runner(catalog, runner_options(o)),
         queue(runner, store.get()),
         events(queue),
         state{catalog, runner, queue, o.data_dir / "uploads", o.limits, o.upload_limits, {}, {}} {
     state.events = &events;
+    state.previews = &previews;
+  }
+
+  SdRunnerOptions runner_options(const ServeOptions& o) {
+    SdRunnerOptions r;
+    r.outputs_dir = o.outputs_dir;
+    r.threads = o.threads;
+    r.preview_every = o.preview_every;
+    r.preview_time_share = o.preview_time_share;
+    // On the executor thread: keeps the image and queues the events, never waits for a client.
+    r.on_preview = [this, after = o.after_preview](Preview p) {
+      // Stored before it is announced: a client told of it can fetch it at once.
+      auto stored = std::make_shared<const Preview>(std::move(p));
+      previews.put(stored);
+      events.publish_preview(*stored);
+      if (after) after(*stored);
+    };
+    return r;
   }
 };
 

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "core/error.h"
 #include "io/image.h"
 #include "pipelines/generation_params.h"
+#include "server/previews.h"
 #include "server/security.h"
 
 namespace easel::server {
@@ -29,6 +31,12 @@ struct ServeOptions {
   std::filesystem::path outputs_dir = "outputs";
   std::filesystem::path data_dir = "easel-data";  // uploads of queued jobs
   int threads = 0;                                // compute threads, 0: all
+  int preview_every = 1;  // live preview every N sampler steps (A1111 show_progress_every_n_steps); 0: off
+  // At most this share of a job's sampling time goes to previews: a slow preview (TAESD at 512x512
+  // takes about 2 s on two CPU cores) is skipped until the share allows it again; 0: no limit.
+  double preview_time_share = 0.1;
+  // Called on the executor thread once a preview is published (tests hold a job at a step here).
+  std::function<void(const Preview&)> after_preview;
   size_t max_body_bytes = size_t(64) << 20;
   SecurityOptions security;  // auth, API keys, rate limit, CORS
   // What one request may ask for. Lower than the CLI's: a server faces clients it does not know,

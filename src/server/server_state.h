@@ -11,6 +11,7 @@
 #include "pipelines/generation_params.h"
 #include "server/job_queue.h"
 #include "server/model_catalog.h"
+#include "server/previews.h"
 #include "server/router.h"
 #include "server/sd_runner.h"
 
@@ -28,6 +29,7 @@ struct ServerState {
   std::mutex options_mutex;
   nlohmann::json options = nlohmann::json::object();  // A1111 options set through POST /options
   EventHub* events = nullptr;                          // job events for SSE / WebSocket clients
+  PreviewStore* previews = nullptr;                    // live previews of recent jobs
 };
 
 void add_sdapi_routes(Router& router, ServerState& state);
