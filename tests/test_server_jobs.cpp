@@ -77,7 +77,8 @@ class JobsServer : public ::testing::Test {
   }
   // A job that runs long enough to hold the executor while a test queues others; cancelled at the end.
   std::string blocker() {
-    const std::string id = submit({{"prompt", "blocker"}, {"steps", 1000}, {"width", 256}, {"height", 256}});
+    const std::string id =
+        submit({{"prompt", "blocker"}, {"steps", 500}, {"batch_size", 4}, {"width", 256}, {"height", 256}});
     wait_job(id, "running");
     return id;
   }

@@ -99,7 +99,7 @@ export function watchJob(id, onUpdate, { batchSize = 1 } = {}) {
         // A1111 counts sampling runs (batch count), not images.
         const progress = { image: (s.job_no || 0) * batchSize, images: (s.job_count || 1) * batchSize, step: s.sampling_step || 0,
           steps: s.sampling_steps || 0, stage: s.sampling_steps ? "sample" : "text" };
-        update({ id, state, progress }, p.current_image ? { preview: `data:image/png;base64,${p.current_image}` } : {});
+        update({ id, state, progress }, p.current_image ? { preview: `data:image/jpeg;base64,${p.current_image}` } : {});
       }
     } catch { /* a missed poll is not worth an error; the next one may work */ }
     if (!stopped && !events.connected) pollTimer = setTimeout(poll, POLL_MS);
