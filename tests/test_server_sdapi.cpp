@@ -105,6 +105,11 @@ TEST_F(SdApiServer, Img2ImgTakesBase64AndDataUris) {
   ASSERT_EQ(res.status, 200) << res.body;
   const json info = json::parse(json::parse(res.body)["info"].get<std::string>());
   EXPECT_EQ(info["denoising_strength"], 0.5);
+  // The stored upload went away with the finished job.
+  size_t uploads = 0;
+  if (fs::is_directory(root / "data" / "uploads"))
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(root / "data" / "uploads")) ++uploads;
+  EXPECT_EQ(uploads, 0u);
 }
 
 TEST_F(SdApiServer, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {

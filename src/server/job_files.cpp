@@ -36,4 +36,18 @@ std::string read_whole_file(const fs::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+void remove_uploads(const nlohmann::json& job_request, const std::filesystem::path& uploads_dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  for (const auto& f : job_request.value("init_image_files", nlohmann::json::array()))
+    if (f.is_string()) files.push_back(f.get<std::string>());
+  if (auto m = job_request.find("mask_file"); m != job_request.end() && m->is_string()) files.push_back(m->get<std::string>());
+  std::error_code ec;
+  const fs::path dir = fs::weakly_canonical(uploads_dir, ec);
+  for (const std::string& f : files) {
+    const fs::path p = fs::weakly_canonical(f, ec);
+    if (!ec && p.parent_path() == dir) fs::remove(p, ec);
+  }
+}
+
 }  // namespace easel::server

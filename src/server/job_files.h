@@ -18,6 +18,10 @@ namespace easel::server {
 Result<std::string> store_upload(ServerState& state, std::span<const uint8_t> bytes, const std::string& field);
 Result<std::string> store_upload(ServerState& state, const Image& image);
 
+// Deletes the uploads a finished job no longer needs (only files inside `uploads_dir`); a job that
+// will run again after a restart keeps them, since it is not finished.
+void remove_uploads(const nlohmann::json& job_request, const std::filesystem::path& uploads_dir);
+
 // A whole file's bytes ("" when it cannot be read).
 std::string read_whole_file(const std::filesystem::path& path);
 

@@ -2,6 +2,7 @@
 
 #include "server/event_hub.h"
 #include "server/http_server.h"
+#include "server/job_files.h"
 #include "server/job_store_sqlite.h"
 #include "server/routes_web.h"
 #include "server/server_state.h"
@@ -28,6 +29,11 @@ struct ServerApp::Parts {
         state{catalog, runner, queue, o.data_dir / "uploads", o.limits, o.upload_limits, {}, {}} {
     state.events = &events;
     state.previews = &previews;
+    // Uploads are only inputs of unfinished jobs: without this the folder grows with every img2img.
+    queue.add_listener([uploads = state.uploads_dir](const Job& job) {
+      if (job.state == JobState::Done || job.state == JobState::Failed || job.state == JobState::Cancelled)
+        remove_uploads(job.request, uploads);
+    });
   }
 
   SdRunnerOptions runner_options(const ServeOptions& o) {
