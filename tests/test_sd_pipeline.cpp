@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +47,30 @@ SdLoadOptions load_options(const json& model) {
   o.vae_norm_groups = model["vae"]["norm_groups"].get<int>();
   o.prediction = model["prediction_type"] == "v" ? sampling::Prediction::V : sampling::Prediction::Eps;
   return o;
+}
+
+// The set's first SD 1.x text-to-image model, loaded; a test failure when the set has none.
+std::optional<StableDiffusion> first_sd1_txt2img_model(const fs::path& dir, const json& info) {
+  for (const auto& [file, model] : info["models"].items()) {
+    if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4) continue;
+    auto sd = StableDiffusion::load(dir / file, load_options(model));
+    EXPECT_TRUE(sd.ok()) << file << ": " << sd.error().message();
+    if (!sd.ok()) return std::nullopt;
+    return std::move(*sd);
+  }
+  ADD_FAILURE() << "the set has no SD 1.x text-to-image model";
+  return std::nullopt;
+}
+
+// A small text-to-image request the tiny models run in milliseconds.
+GenerationParams small_request(int steps, int64_t seed) {
+  GenerationParams p;
+  p.prompt = "a lighthouse at dusk";
+  p.width = 48;
+  p.height = 32;
+  p.steps = steps;
+  p.seed = seed;
+  return p;
 }
 
 GenerationParams request_params(const json& r, const fs::path& dir) {
@@ -156,12 +181,7 @@ TEST(SdPipeline, EveryLayoutOfOneModelGivesTheSameImage) {
   int compared = 0;
   for (const auto& [first, files] : layouts) {
     if (files.size() < 2) continue;
-    GenerationParams p;
-    p.prompt = "a lighthouse at dusk";
-    p.width = 48;
-    p.height = 32;
-    p.steps = 3;
-    p.seed = 77;
+    const GenerationParams p = small_request(3, 77);
     std::vector<uint8_t> reference;
     for (const std::string& file : files) {
       SCOPED_TRACE(file);
@@ -252,75 +272,50 @@ TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
 // current_iter_seeds): the second batch of "seed 5, 2 x 2 images" is the batch of "seed 7, 2 images".
 TEST(SdPipeline, SdeNoiseFollowsEachBatchsSeeds) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
-  const json info = read_json(dir / "info.json");
+  auto sd = first_sd1_txt2img_model(dir, read_json(dir / "info.json"));
+  ASSERT_TRUE(sd);
   auto rt = Runtime::create({"cpu", 0}).value();
-  int checked = 0;
-  for (const auto& [file, model] : info["models"].items()) {
-    // The first text-to-image SD 1.x model of the set.
-    if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4) continue;
-    SCOPED_TRACE(file);
-    auto sd = StableDiffusion::load(dir / file, load_options(model));
-    ASSERT_TRUE(sd.ok()) << sd.error().message();
-    GenerationParams p;
-    p.prompt = "a lighthouse at dusk";
-    p.sampler_name = "DPM++ 2M SDE";
-    p.width = 48;
-    p.height = 32;
-    p.steps = 3;
-    p.batch_size = 2;
-    p.n_iter = 2;
-    p.seed = 5;
-    auto both = sd->generate(rt->context(), p);
-    ASSERT_TRUE(both.ok()) << both.error().message();
-    p.n_iter = 1;
-    p.seed = 7;
-    auto second = sd->generate(rt->context(), p);
-    ASSERT_TRUE(second.ok()) << second.error().message();
-    ASSERT_EQ(both->images.size(), 4u);
-    for (int i = 0; i < 2; ++i) EXPECT_EQ(both->images[2 + i].image.pixels, second->images[i].image.pixels) << i;
-    EXPECT_NE(both->images[0].image.pixels, second->images[0].image.pixels);
-    ++checked;
-    break;
-  }
-  EXPECT_GT(checked, 0);
+  GenerationParams p = small_request(3, 5);
+  p.sampler_name = "DPM++ 2M SDE";
+  p.batch_size = 2;
+  p.n_iter = 2;
+  auto both = sd->generate(rt->context(), p);
+  ASSERT_TRUE(both.ok()) << both.error().message();
+  p.n_iter = 1;
+  p.seed = 7;
+  auto second = sd->generate(rt->context(), p);
+  ASSERT_TRUE(second.ok()) << second.error().message();
+  ASSERT_EQ(both->images.size(), 4u);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(both->images[2 + i].image.pixels, second->images[i].image.pixels) << i;
+  EXPECT_NE(both->images[0].image.pixels, second->images[0].image.pixels);
 }
 
 // A1111's interrupt finishes the current batch from the sampler's last x0 estimate and runs no
 // more batches; skip finishes the current batch the same way and goes on with the next.
 TEST(SdPipeline, InterruptAndSkipFinishWithWhatTheyHave) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
-  const json info = read_json(dir / "info.json");
+  auto sd = first_sd1_txt2img_model(dir, read_json(dir / "info.json"));
+  ASSERT_TRUE(sd);
   auto rt = Runtime::create({"cpu", 0}).value();
   Context& ctx = rt->context();
-  for (const auto& [file, model] : info["models"].items()) {
-    if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4) continue;
-    auto sd = StableDiffusion::load(dir / file, load_options(model));
-    ASSERT_TRUE(sd.ok()) << sd.error().message();
-    GenerationParams p;
-    p.prompt = "a lighthouse at dusk";
-    p.width = 48;
-    p.height = 32;
-    p.steps = 4;
-    p.n_iter = 2;
-    p.seed = 5;
-    for (const bool skip : {false, true}) {
-      SCOPED_TRACE(skip ? "skip" : "interrupt");
-      std::atomic<bool> interrupt{false}, skip_flag{false};
-      ctx.interrupt_flag = &interrupt;
-      ctx.skip_flag = &skip_flag;
-      int steps_seen = 0;
-      ctx.on_progress = [&](const Progress& pr) {
-        if (pr.stage == "sample" && ++steps_seen == 2) (skip ? skip_flag : interrupt) = true;
-      };
-      auto r = sd->generate(ctx, p);
-      ctx.on_progress = nullptr;
-      ctx.interrupt_flag = nullptr;
-      ctx.skip_flag = nullptr;
-      ASSERT_TRUE(r.ok()) << r.error().message();
-      EXPECT_EQ(r->images.size(), skip ? 2u : 1u);
-      EXPECT_EQ(steps_seen, skip ? 2 + 4 : 2);  // the skipped batch stopped after 2 steps, the next ran all 4
-    }
-    break;
+  GenerationParams p = small_request(4, 5);
+  p.n_iter = 2;
+  for (const bool skip : {false, true}) {
+    SCOPED_TRACE(skip ? "skip" : "interrupt");
+    std::atomic<bool> interrupt{false}, skip_flag{false};
+    ctx.interrupt_flag = &interrupt;
+    ctx.skip_flag = &skip_flag;
+    int steps_seen = 0;
+    ctx.on_progress = [&](const Progress& pr) {
+      if (pr.stage == "sample" && ++steps_seen == 2) (skip ? skip_flag : interrupt) = true;
+    };
+    auto r = sd->generate(ctx, p);
+    ctx.on_progress = nullptr;
+    ctx.interrupt_flag = nullptr;
+    ctx.skip_flag = nullptr;
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->images.size(), skip ? 2u : 1u);
+    EXPECT_EQ(steps_seen, skip ? 2 + 4 : 2);  // the skipped batch stopped after 2 steps, the next ran all 4
   }
 }
 

@@ -29,6 +29,12 @@ int64_t fixed_seed(int64_t seed) {
   return int64_t(std::uniform_int_distribution<uint32_t>(0, 4294967293u)(rd));
 }
 
+// One copy of a [1, ...] tensor per batch image.
+Tensor repeat_batch(Context& ctx, const Tensor& t, int batch) {
+  const std::vector<Tensor> copies(size_t(batch), t);
+  return ops::concat(ctx, copies, 0);
+}
+
 }  // namespace
 
 Result<StableDiffusion> StableDiffusion::load(const std::filesystem::path& model, const SdLoadOptions& options) {
@@ -87,20 +93,19 @@ Tensor StableDiffusion::encode_latents(Context& ctx, const Tensor& pixels) const
   return ops::affine(ctx, VaeKl::moments_mean(moments), kLatentScale, 0.0f);
 }
 
-Tensor StableDiffusion::inpainting_conditioning(Context& ctx, const Img2ImgImages* images, int64_t h,
+Tensor StableDiffusion::inpainting_conditioning(Context& ctx, const Tensor& source, const Image* mask, int64_t h,
                                                 int64_t w) const {
   // processing.py inpainting_image_conditioning (inpainting_mask_weight 1): the image with the area
   // to repaint blacked out (0 in [-1, 1]), encoded, after the pixel mask nearest-downsampled to the
   // latent size. Without a mask (txt2img, plain img2img) the whole image is masked.
   Tensor mask_small, masked_image;
-  if (images && images->mask) {
-    const Tensor mask = pixel_mask(*images->mask);
-    const Tensor source = ops::affine(ctx, image_to_tensor(images->image), 2.0f, -1.0f);
-    masked_image = ops::mul(ctx, source, ops::affine(ctx, mask, -1.0f, 1.0f));
+  if (mask) {
+    const Tensor pixels = pixel_mask(*mask);
+    masked_image = ops::mul(ctx, source, ops::affine(ctx, pixels, -1.0f, 1.0f));
     // F.interpolate(mode="nearest") to 1/8 size picks pixel (8i, 8j).
-    std::vector<float> m = mask.to_vector<float>(), small;
+    std::vector<float> m = pixels.to_vector<float>(), small;
     for (int64_t i = 0; i < h; ++i)
-      for (int64_t j = 0; j < w; ++j) small.push_back(m[size_t(i * 8 * images->mask->width + j * 8)]);
+      for (int64_t j = 0; j < w; ++j) small.push_back(m[size_t(i * 8 * mask->width + j * 8)]);
     mask_small = Tensor::from_vector(small, {1, 1, h, w});
   } else {
     masked_image = ops::zeros(ctx, Shape{1, 3, h * 8, w * 8});
@@ -157,11 +162,12 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
     const int64_t c = unet_.config().out_channels, h = p.height / 8, w = p.width / 8;
     Tensor init;  // img2img: the init image's latents, one per batch image
     std::optional<sampling::LatentBlend> blend;  // inpainting: the latent mask (1 = repaint) and the blend
+    Tensor source;  // the init image in [-1, 1] (A1111: x / 255 * 2 - 1)
     if (images) {
-      Tensor latent = encode_latents(ctx, ops::affine(ctx, image_to_tensor(images->image), 2.0f, -1.0f));
+      source = ops::affine(ctx, image_to_tensor(images->image), 2.0f, -1.0f);
+      Tensor latent = encode_latents(ctx, source);
       if (images->latent_upscale) latent = resize_latents_bilinear(latent, h, w);  // resize mode 3
-      std::vector<Tensor> copies(size_t(p.batch_size), latent);
-      init = ops::concat(ctx, copies, 0);
+      init = repeat_batch(ctx, latent, p.batch_size);
       if (images->mask) {
         const Tensor nmask = latent_mask(*images->mask, c, h, w);
         // Masked content "latent noise" / "latent nothing" (A1111 seeds the noise with the first batch's seeds).
@@ -175,9 +181,8 @@ Result<GenerationResult> StableDiffusion::generate(Context& ctx, const Generatio
     // 9-channel inpainting UNets see [x, mask, masked-image latents] (ldm "hybrid" conditioning).
     Tensor image_cond;
     if (info.inpainting) {
-      image_cond = inpainting_conditioning(ctx, images ? &*images : nullptr, h, w);
-      std::vector<Tensor> copies(size_t(p.batch_size), image_cond);
-      image_cond = ops::concat(ctx, copies, 0);
+      const Image* mask = images && images->mask ? &*images->mask : nullptr;
+      image_cond = repeat_batch(ctx, inpainting_conditioning(ctx, source, mask, h, w), p.batch_size);
       ctx.trace("image_conditioning", image_cond);
     }
 

@@ -28,8 +28,6 @@
 
 namespace easel {
 
-struct Img2ImgImages;
-
 struct SdLoadOptions {
   std::optional<std::filesystem::path> vae;       // a separate VAE file replacing the checkpoint's
   std::optional<sampling::Prediction> prediction; // overrides what the checkpoint is recognised as
@@ -84,8 +82,9 @@ class StableDiffusion {
   Result<Tensor> conditioning(Context& ctx, const std::string& prompt, int batch, int clip_skip) const;
   // The VAE's latents of pixels in [-1, 1] (posterior mean x scaling factor).
   Tensor encode_latents(Context& ctx, const Tensor& pixels) const;
-  // The 5 extra input channels of a 9-channel inpainting UNet, [1, 5, h, w].
-  Tensor inpainting_conditioning(Context& ctx, const Img2ImgImages* images, int64_t h, int64_t w) const;
+  // The 5 extra input channels of a 9-channel inpainting UNet, [1, 5, h, w], from the init image in
+  // [-1, 1] and its mask (both absent for txt2img; the mask absent for plain img2img).
+  Tensor inpainting_conditioning(Context& ctx, const Tensor& source, const Image* mask, int64_t h, int64_t w) const;
 
   SdCheckpoint checkpoint_;
   ClipTokenizer tokenizer_;

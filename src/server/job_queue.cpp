@@ -178,6 +178,10 @@ void JobQueue::notify(const Job& job) {
 
 void JobQueue::notify_ordered(const Job& job) {
   if (store_) store_->save(job);
+  broadcast(job);
+}
+
+void JobQueue::broadcast(const Job& job) {
   std::vector<Listener> listeners;
   {
     std::lock_guard lock(mutex_);
@@ -222,12 +226,7 @@ void JobQueue::executor() {
         snapshot = j;
       }
       // Progress is frequent: listeners see it, the store only sees state changes.
-      std::vector<Listener> listeners;
-      {
-        std::lock_guard lock(mutex_);
-        listeners = listeners_;
-      }
-      for (const auto& l : listeners) l(snapshot);
+      broadcast(snapshot);
     };
 
     nlohmann::json result;

@@ -92,6 +92,7 @@ class JobQueue {
   void executor();
   void notify(const Job& job);  // store + listeners; call without either lock
   void notify_ordered(const Job& job);  // the same, with notify_order_ already held
+  void broadcast(const Job& job);       // listeners only (progress); call without mutex_
   std::optional<std::string> next_queued_locked() const;
 
   JobRunner& runner_;
