@@ -1,27 +1,16 @@
 #include "server/job_files.h"
 
-#include <cstdio>
 #include <fstream>
-#include <random>
+
+#include "server/job_queue.h"
 
 namespace easel::server {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string random_name() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-}  // namespace
-
 Result<std::string> store_upload(ServerState& state, const Image& image) {
   fs::create_directories(state.uploads_dir);
-  const fs::path file = state.uploads_dir / (random_name() + ".png");
+  const fs::path file = state.uploads_dir / (random_id() + ".png");
   EASEL_TRY_STATUS(write_image(file, image, ImageFormat::Png));
   return file.string();
 }

@@ -22,16 +22,7 @@ std::string_view job_state_name(JobState state) {
   return "unknown";
 }
 
-std::optional<JobState> parse_job_state(std::string_view name) {
-  for (JobState s : {JobState::Queued, JobState::Running, JobState::Done, JobState::Failed, JobState::Cancelled})
-    if (job_state_name(s) == name) return s;
-  return std::nullopt;
-}
-
-namespace {
-
-// 16 random hex digits: ids a client cannot guess or enumerate.
-std::string new_job_id() {
+std::string random_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
   std::string id(16, '0');
@@ -42,6 +33,14 @@ std::string new_job_id() {
   }
   return id;
 }
+
+std::optional<JobState> parse_job_state(std::string_view name) {
+  for (JobState s : {JobState::Queued, JobState::Running, JobState::Done, JobState::Failed, JobState::Cancelled})
+    if (job_state_name(s) == name) return s;
+  return std::nullopt;
+}
+
+namespace {
 
 bool finished(JobState s) { return s == JobState::Done || s == JobState::Failed || s == JobState::Cancelled; }
 
@@ -85,7 +84,7 @@ void JobQueue::stop() {
 
 std::string JobQueue::submit(std::string kind, nlohmann::json request, int priority, Listener on_finished) {
   Job job;
-  job.id = new_job_id();
+  job.id = random_id();
   job.kind = std::move(kind);
   job.request = std::move(request);
   job.priority = priority;

@@ -114,5 +114,7 @@ class JobQueue {
 };
 
 int64_t unix_ms();
+// 16 random hex digits: names (job ids, stored uploads) a client cannot guess or enumerate.
+std::string random_id();
 
 }  // namespace easel::server
