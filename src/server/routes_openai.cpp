@@ -8,6 +8,8 @@
 
 #include "io/base64.h"
 #include "server/a1111_request.h"
+#include "server/client_json.h"
+#include "server/generation_request.h"
 #include "server/job_files.h"
 #include "server/multipart.h"
 #include "server/openai_error.h"
@@ -89,20 +91,26 @@ std::optional<HttpResponse> read_common(ServerState& s, const json& body, ImageR
   return std::nullopt;
 }
 
-// The A1111 checks (ranges, multiples of 8, limits) with the first problem as an OpenAI 400.
-std::optional<HttpResponse> check_a1111(ServerState& s, const json& a1111, bool img2img) {
+// The A1111 checks (ranges, multiples of 8, limits) with the first problem as an OpenAI 400. On
+// success the request is reduced to the fields easel reads (a1111_request.h).
+std::optional<HttpResponse> check_a1111(ServerState& s, json& a1111, bool img2img) {
   ValidationErrors errors;
-  const GenerationParams p = parse_a1111_request(a1111, img2img, errors);
+  A1111Request parsed = parse_a1111_request(a1111, img2img, errors);
   if (!errors.empty()) {
     const json& e = errors.detail[0];
     const std::string field = e["loc"].size() > 1 ? e["loc"][1].get<std::string>() : "";
     return bad_request(field + ": " + e["msg"].get<std::string>(), field.empty() ? json() : json(field));
   }
-  if (Status v = validate(p, s.limits); !v.ok()) return bad_request(v.error().message());
+  if (Status v = validate(parsed.params, s.limits); !v.ok()) return bad_request(v.error().message());
+  a1111 = std::move(parsed.fields);
   return std::nullopt;
 }
 
 void submit(ServerState& s, const HttpRequest& req, const std::string& kind, ImageRequest r, const Responder& respond) {
+  if (auto full = queue_full(s)) {
+    remove_uploads(r.a1111, s.uploads_dir);
+    return respond(overloaded(openai_error(503, *full, "server_error")));
+  }
   const fs::path outputs = s.runner.outputs_dir();
   // Absolute URLs, as OpenAI returns them; the host is the one the client reached us by.
   const std::string host = req.header("host");
@@ -125,8 +133,10 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
 }
 
 void generations(ServerState& s, HttpRequest& req, const Responder& respond) {
-  const json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return respond(bad_request("the request body is not a JSON object"));
+  const auto parsed = parse_client_json(req.body);
+  if (!parsed.ok()) return respond(bad_request(parsed.error().message()));
+  const json& body = *parsed;
+  if (!body.is_object()) return respond(bad_request("the request body is not a JSON object"));
   ImageRequest r;
   if (auto e = read_common(s, body, r, kDefaultSide, kDefaultSide)) return respond(*e);
   if (auto e = check_a1111(s, r.a1111, false)) return respond(*e);
@@ -193,13 +203,19 @@ void edits(ServerState& s, HttpRequest& req, const Responder& respond) {
   if (fields.contains("strength")) r.a1111["denoising_strength"] = fields["strength"];
   if (auto e = check_a1111(s, r.a1111, true)) return respond(*e);
 
+  JobUploads uploads;
   auto init_file = store_upload(s, *image);
   if (!init_file.ok()) return respond(openai_error(500, init_file.error().message(), "server_error"));
-  r.a1111["init_image_files"] = json::array({*init_file});
+  uploads.init_images.push_back(*init_file);
+  attach_uploads(r.a1111, uploads);
   if (mask) {
     auto mask_file = store_upload(s, *mask);
-    if (!mask_file.ok()) return respond(openai_error(500, mask_file.error().message(), "server_error"));
-    r.a1111["mask_file"] = *mask_file;
+    if (!mask_file.ok()) {
+      remove_uploads(r.a1111, s.uploads_dir);
+      return respond(openai_error(500, mask_file.error().message(), "server_error"));
+    }
+    uploads.mask = *mask_file;
+    attach_uploads(r.a1111, uploads);
   }
   submit(s, req, "img2img", std::move(r), respond);
 }

@@ -29,6 +29,7 @@ struct ServerApp::Parts {
         state{catalog, runner, queue, o.data_dir / "uploads", o.limits, o.upload_limits, {}, {}} {
     state.events = &events;
     state.previews = &previews;
+    state.max_queued_jobs = o.max_queued_jobs;
     // Uploads are only inputs of unfinished jobs: without this the folder grows with every img2img.
     queue.add_listener([uploads = state.uploads_dir](const Job& job) {
       if (job.state == JobState::Done || job.state == JobState::Failed || job.state == JobState::Cancelled)
@@ -39,6 +40,7 @@ struct ServerApp::Parts {
   SdRunnerOptions runner_options(const ServeOptions& o) {
     SdRunnerOptions r;
     r.outputs_dir = o.outputs_dir;
+    r.uploads_dir = o.data_dir / "uploads";
     r.threads = o.threads;
     r.preview_every = o.preview_every;
     r.preview_time_share = o.preview_time_share;

@@ -43,6 +43,8 @@ struct ServeOptions {
   // and an SD 1.x VAE decode at 2048x2048 already holds ~11 GB of activations.
   GenerationLimits limits = server_generation_limits();
   ImageLimits upload_limits = ImageLimits{int64_t(4096) * 4096, int64_t(64) << 20};
+  // Jobs waiting at once; more are refused with 503 and Retry-After (overload), not queued without end.
+  int max_queued_jobs = 1000;
 };
 
 class ServerApp {

@@ -30,6 +30,7 @@ struct ServerState {
   nlohmann::json options = nlohmann::json::object();  // A1111 options set through POST /options
   EventHub* events = nullptr;                          // job events for SSE / WebSocket clients
   PreviewStore* previews = nullptr;                    // live previews of recent jobs
+  int max_queued_jobs = 1000;                          // more waiting jobs are refused (503)
 };
 
 void add_sdapi_routes(Router& router, ServerState& state);
