@@ -218,6 +218,8 @@ TEST_F(ServerValidation, WrongValuesAreRefusedBeforeTheyAreQueued) {
   expect_refused("/sdapi/v1/txt2img", wide, "width");
   expect_refused("/easel/v1/jobs", {{"kind", "txt2img"}, {"request", bad_sampler}}, "sampler_name");
   expect_refused("/easel/v1/jobs", {{"kind", "txt2img"}, {"request", tiny()}, {"priority", 4294967297}}, "priority");
+  expect_refused("/v1/images/generations", {{"prompt", "x"}, {"n", 4294967297}}, "'n'");
+  expect_refused("/v1/images/generations", {{"prompt", "x"}, {"size", "4294967344x32"}}, "'size'");
   EXPECT_EQ(http_request(port, "GET", "/easel/v1/jobs?limit=5abc").status, 400);
   EXPECT_EQ(http_request(port, "GET", "/easel/v1/jobs?limit=5").status, 200);
   // Nothing was queued.

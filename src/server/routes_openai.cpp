@@ -40,6 +40,12 @@ struct ImageRequest {
   std::string response_format = "b64_json";
 };
 
+// The whole text is one int that fits: "5abc", "" and "4294967344" are not.
+bool whole_int(std::string_view text, int& out) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
 // The fields both endpoints share, from JSON (generations) or form fields as strings (edits).
 // Returns an error response, or nothing when `out` is ready.
 std::optional<HttpResponse> read_common(ServerState& s, const json& body, ImageRequest& out, int default_w, int default_h) {
@@ -49,21 +55,22 @@ std::optional<HttpResponse> read_common(ServerState& s, const json& body, ImageR
 
   int n = 1;
   if (const json v = body.value("n", json()); !v.is_null()) {
-    if (v.is_number_integer()) n = v.get<int>();
-    else if (v.is_string()) {
-      const std::string t = v.get<std::string>();
-      if (std::from_chars(t.data(), t.data() + t.size(), n).ptr != t.data() + t.size() || t.empty()) n = 0;
-    } else n = 0;
-    if (n < 1 || n > kMaxImages) return bad_request("'n' must be an integer from 1 to " + std::to_string(kMaxImages), "n");
+    bool ok = false;
+    if (v.is_number_integer()) {
+      ok = v.get<int64_t>() >= 1 && v.get<int64_t>() <= kMaxImages;  // checked before it narrows
+      if (ok) n = int(v.get<int64_t>());
+    } else if (v.is_string()) {
+      ok = whole_int(v.get<std::string>(), n);
+    }
+    if (!ok || n < 1 || n > kMaxImages) return bad_request("'n' must be an integer from 1 to " + std::to_string(kMaxImages), "n");
   }
 
   int w = default_w, h = default_h;
   if (const json v = body.value("size", json()); !v.is_null() && v != "auto") {
     const std::string t = v.is_string() ? v.get<std::string>() : "";
     const size_t x = t.find('x');
-    const bool ok = x != std::string::npos &&
-                    std::from_chars(t.data(), t.data() + x, w).ptr == t.data() + x && x > 0 &&
-                    std::from_chars(t.data() + x + 1, t.data() + t.size(), h).ptr == t.data() + t.size() && x + 1 < t.size();
+    const bool ok = x != std::string::npos && whole_int(std::string_view(t).substr(0, x), w) &&
+                    whole_int(std::string_view(t).substr(x + 1), h);
     if (!ok) return bad_request("'size' must be 'WIDTHxHEIGHT' (for example '512x512') or 'auto'", "size");
   }
 
