@@ -33,6 +33,15 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--cors-origins", options->security.cors_origins, "origins allowed cross-origin access: a,b (* for any); off by default")
       ->delimiter(',');
+  cmd->add_option("--allowed-hosts", options->security.allowed_hosts,
+                  "host names the server answers to besides localhost / 127.0.0.1 (DNS rebinding protection): a,b")
+      ->delimiter(',');
+  cmd->add_option("--public-url", options->security.public_url,
+                  "the URL clients reach the server by (behind a proxy: https://host/prefix); base of absolute URLs")
+      ->check([](const std::string& url) {
+        return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0 ? std::string()
+                                                                            : std::string("must start with http:// or https://");
+      });
   cmd->callback([options, listen, &global, &exit_code] {
     if (*listen) options->host = "0.0.0.0";
     options->threads = global.threads;

@@ -43,7 +43,7 @@ std::string percent_decode(std::string_view s, bool plus_is_space) {
 
 namespace {
 
-HttpRequest to_request(const http::request<http::string_body>& req, const std::string& client) {
+HttpRequest to_request(const http::request<http::string_body>& req, const std::string& client, const std::string& local) {
   HttpRequest r;
   r.method = std::string(req.method_string().data(), req.method_string().size());
   const std::string_view target(req.target().data(), req.target().size());
@@ -67,7 +67,13 @@ HttpRequest to_request(const http::request<http::string_body>& req, const std::s
   }
   r.body = req.body();
   r.client = client;
+  r.local_address = local;
   return r;
+}
+
+std::string endpoint_text(const tcp::endpoint& e) {
+  const auto a = e.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
 }
 
 }  // namespace
@@ -95,6 +101,8 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     const auto endpoint = stream_.socket().remote_endpoint(ec);
     client_ = ec ? "unknown" : endpoint.address().to_string();
+    const auto local = stream_.socket().local_endpoint(ec);
+    local_ = ec ? "localhost" : endpoint_text(local);
   }
 
   // A stream outliving its connection is closed, so its producer stops feeding it.
@@ -128,7 +136,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
-    request_ = to_request(req, client_);
+    request_ = to_request(req, client_, local_);
     auto self = shared_from_this();
     // The Responder may run on any thread (the job executor): hop onto this connection's strand.
     Responder respond = [self](HttpResponse response) {
@@ -277,6 +285,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   HttpRequest request_;
   std::string client_;
+  std::string local_;  // the address the connection was accepted on, "127.0.0.1:7860"
   bool keep_alive_ = false;
   // Streaming (SSE / WebSocket) state, used on the strand only.
   std::shared_ptr<MessageStream> events_;

@@ -29,6 +29,7 @@ struct ServerApp::Parts {
         state{catalog, runner, queue, o.data_dir / "uploads", o.limits, o.upload_limits, {}, {}} {
     state.events = &events;
     state.previews = &previews;
+    state.public_url = o.security.public_url;
     // Uploads are only inputs of unfinished jobs: without this the folder grows with every img2img.
     queue.add_listener([uploads = state.uploads_dir](const Job& job) {
       if (job.state == JobState::Done || job.state == JobState::Failed || job.state == JobState::Cancelled)

@@ -38,7 +38,7 @@ struct ServeOptions {
   // Called on the executor thread once a preview is published (tests hold a job at a step here).
   std::function<void(const Preview&)> after_preview;
   size_t max_body_bytes = size_t(64) << 20;
-  SecurityOptions security;  // auth, API keys, rate limit, CORS
+  SecurityOptions security;  // auth, API keys, rate limit, CORS, allowed hosts, public URL
   // What one request may ask for. Lower than the CLI's: a server faces clients it does not know,
   // and an SD 1.x VAE decode at 2048x2048 already holds ~11 GB of activations.
   GenerationLimits limits = server_generation_limits();

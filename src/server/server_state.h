@@ -30,6 +30,7 @@ struct ServerState {
   nlohmann::json options = nlohmann::json::object();  // A1111 options set through POST /options
   EventHub* events = nullptr;                          // job events for SSE / WebSocket clients
   PreviewStore* previews = nullptr;                    // live previews of recent jobs
+  std::string public_url;  // --public-url: base of absolute URLs; else the address a request reached
 };
 
 void add_sdapi_routes(Router& router, ServerState& state);
