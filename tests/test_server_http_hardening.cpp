@@ -95,6 +95,12 @@ class RawConnection {
   std::string pending_;
 };
 
+int count_of(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 std::map<std::string, std::string> basic(const std::string& user_pass) {
   return {{"Authorization",
            "Basic " + base64_encode({reinterpret_cast<const uint8_t*>(user_pass.data()), user_pass.size()})}};
@@ -201,7 +207,14 @@ TEST_F(ServerHttp, RefusesForeignHostNamesWhileOnLoopback) {
     EXPECT_EQ(get(host), 200) << host;
   const auto refused = http_request(port, "GET", "/sdapi/v1/options", "", {{"Host", "evil.example"}});
   EXPECT_NE(refused.body.find("--allowed-hosts"), std::string::npos) << refused.body;
-  // HTTP/1.0 may go without a Host.
+  // HTTP/1.1 needs a Host; HTTP/1.0 may go without.
+  {
+    RawConnection c(port);
+    c.send("GET /sdapi/v1/options HTTP/1.1\r\n\r\n");
+    std::string out;
+    c.read_until_close(out);
+    EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  }
   {
     RawConnection c(port);
     c.send("GET /sdapi/v1/options HTTP/1.0\r\n\r\n");
@@ -295,6 +308,176 @@ TEST_F(ServerHttp, WrongPasswordsAreThrottledWithoutBeingChecked) {
   // Now even the right password is not tried: a guesser cannot tell it found it.
   EXPECT_EQ(http_request(port, "GET", "/sdapi/v1/options", "", basic("alice:s3cret")).status, 429);
   EXPECT_EQ(http_request(port, "GET", "/sdapi/v1/options").status, 401);
+}
+
+// ---- 3. request smuggling ----
+
+TEST_F(ServerHttp, AmbiguousFramingIsRefusedAndTheRestNeverAnswered) {
+  start();
+  const std::string smuggled = "GET /sdapi/v1/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  auto exchange = [&](const std::string& head, const std::string& body) {
+    RawConnection c(port);
+    c.send("POST /sdapi/v1/interrupt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + head + "\r\n" +
+           body + smuggled);
+    c.shutdown_send();
+    std::string out;
+    EXPECT_TRUE(c.read_until_close(out)) << head;
+    return out;
+  };
+  // Well framed, the pipelined second request is answered too.
+  const std::string fine = exchange("Content-Length: 0\r\n", "");
+  EXPECT_EQ(count_of(fine, "HTTP/1.1 200"), 2) << fine;
+  const struct { const char* head; const char* body; } cases[] = {
+      {"Transfer-Encoding: identity\r\n", ""},
+      {"Transfer-Encoding: gzip\r\n", ""},
+      {"Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"},
+      {"Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"},
+      {"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"},
+      {"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"},
+      {"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"},
+      {"Content-Length: 0\r\nContent-Length: 0\r\n", ""},
+      {"Content-Length: 0, 0\r\n", ""},
+  };
+  for (const auto& c : cases) {
+    const std::string out = exchange(c.head, c.body);
+    EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << c.head << out;
+    EXPECT_EQ(count_of(out, "HTTP/1.1 "), 1) << c.head << out;
+  }
+  // Chunked alone is fine.
+  const std::string chunked = exchange("Transfer-Encoding:  Chunked \r\n", "2\r\n{}\r\n0\r\n\r\n");
+  EXPECT_EQ(count_of(chunked, "HTTP/1.1 200"), 2) << chunked;
+}
+
+// ---- 4. HEAD ----
+
+TEST_F(ServerHttp, HeadAnswersTheGetsLengthWithoutABody) {
+  start();
+  const auto get = http_request(port, "GET", "/web/style.css");
+  ASSERT_EQ(get.status, 200);
+  ASSERT_FALSE(get.body.empty());
+  RawConnection c(port);
+  c.send("HEAD /web/style.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const std::string head = c.read_response(true);
+  EXPECT_NE(head.find("Content-Length: " + std::to_string(get.body.size()) + "\r\n"), std::string::npos) << head;
+  // No body follows: the next answer on the connection starts right after the header.
+  c.send("GET /sdapi/v1/progress HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  std::string rest;
+  c.read_until_close(rest);
+  EXPECT_EQ(rest.rfind("HTTP/1.1 200", 0), 0u) << rest.substr(0, 200);
+}
+
+// ---- 5. bodies off the I/O threads ----
+
+TEST_F(ServerHttp, BigBodiesDoNotStallPolling) {
+  start([](server::ServeOptions& o) {
+    o.max_body_bytes = size_t(64) << 20;
+    o.http_workers = 1;
+  });
+  // 40 MB of JSON that takes a while to parse (millions of numbers), twice: before, each held
+  // one of the two I/O threads.
+  std::string big = R"({"prompt": "x", "padding": [0)";
+  big.reserve(size_t(41) << 20);
+  while (big.size() < (size_t(40) << 20)) big += ",0,0,0,0,0,0,0,0";
+  big += "]}";
+  std::atomic<int> outstanding{2};
+  std::vector<std::thread> senders;
+  for (int i = 0; i < 2; ++i)
+    senders.emplace_back([&] {
+      post("/sdapi/v1/txt2img", big);
+      --outstanding;
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the bodies are sent
+  double worst_ms = 0;
+  int polls = 0;
+  while (outstanding > 0) {
+    const auto t0 = Clock::now();
+    EXPECT_EQ(http_request(port, "GET", "/sdapi/v1/progress").status, 200);
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (outstanding > 0) {
+      worst_ms = std::max(worst_ms, ms);
+      ++polls;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& t : senders) t.join();
+  EXPECT_GE(polls, 3) << "the big requests ended too soon to tell";
+  EXPECT_LT(worst_ms, 200) << polls << " polls";
+}
+
+// ---- 6. connections ----
+
+TEST_F(ServerHttp, IdleAndTricklingConnectionsAreClosed) {
+  start([](server::ServeOptions& o) { o.request_timeout_s = 1; });
+  auto closed_within = [&](RawConnection& c, double seconds) {
+    const auto t0 = Clock::now();
+    std::string out;
+    const bool closed = c.read_until_close(out, std::chrono::milliseconds(int(seconds * 1000)));
+    return closed ? std::chrono::duration<double>(Clock::now() - t0).count() : -1.0;
+  };
+  {
+    RawConnection idle(port);
+    const double t = closed_within(idle, 4);
+    EXPECT_GT(t, 0) << "an idle connection stayed open";
+    EXPECT_GT(t, 0.5) << "closed before its timeout";
+  }
+  {
+    // After an answer, a keep-alive connection is idle too.
+    RawConnection kept(port);
+    kept.send("GET /sdapi/v1/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    EXPECT_FALSE(kept.read_response().empty());
+    EXPECT_GT(closed_within(kept, 4), 0);
+  }
+  {
+    // A header sent a byte at a time never completes in time.
+    RawConnection trickle(port);
+    std::atomic<bool> stop{false};
+    std::thread t([&] {
+      trickle.send("GET /sdapi/v1/progress HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+      while (!stop && trickle.send("a")) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    });
+    EXPECT_GT(closed_within(trickle, 4), 0) << "a trickled header kept the connection";
+    stop = true;
+    t.join();
+  }
+  {
+    // So does a body sent a byte at a time, though each byte comes within the timeout.
+    RawConnection trickle(port);
+    std::atomic<bool> stop{false};
+    std::thread t([&] {
+      trickle.send("POST /sdapi/v1/options HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 100000\r\n\r\n");
+      while (!stop && trickle.send(" ")) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    });
+    EXPECT_GT(closed_within(trickle, 6), 0) << "a trickled body kept the connection";
+    stop = true;
+    t.join();
+  }
+  // Normal requests are not affected.
+  EXPECT_EQ(http_request(port, "GET", "/sdapi/v1/progress").status, 200);
+}
+
+TEST_F(ServerHttp, CapsConnectionsPerClient) {
+  start([](server::ServeOptions& o) { o.max_client_connections = 4; });
+  std::vector<std::unique_ptr<RawConnection>> open;
+  for (int i = 0; i < 4; ++i) {
+    open.push_back(std::make_unique<RawConnection>(port));
+    open.back()->send("GET /sdapi/v1/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    EXPECT_EQ(open.back()->read_response().rfind("HTTP/1.1 200", 0), 0u);
+  }
+  const auto fifth = http_request(port, "GET", "/sdapi/v1/progress");
+  EXPECT_EQ(fifth.status, 429);
+  EXPECT_NE(fifth.body.find("--max-client-connections"), std::string::npos) << fifth.body;
+  // Once one of them closes, there is room again.
+  open.pop_back();
+  int status = 0;
+  for (int i = 0; i < 50 && status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    status = http_request(port, "GET", "/sdapi/v1/progress").status;
+  }
+  EXPECT_EQ(status, 200);
+  // The connections still open keep working.
+  open.front()->send("GET /sdapi/v1/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  EXPECT_EQ(open.front()->read_response().rfind("HTTP/1.1 200", 0), 0u);
 }
 
 TEST(ServerHttpOriginPolicy, ParsesHostsAndMediaTypes) {
