@@ -86,9 +86,9 @@ std::optional<HttpResponse> OriginPolicy::check(const HttpRequest& request) cons
   const std::string host = request.header("host");
   if (!host.empty() && (loopback_bind_ || !options_.allowed_hosts.empty()) && !host_allowed(host)) {
     return api_error(request, 403,
-                     "host '" + host + "' is not allowed: this server answers to localhost and 127.0.0.1" +
-                         (loopback_bind_ ? "" : " and --allowed-hosts") +
-                         "; start it with --allowed-hosts " + host_name(host) + " to reach it by that name",
+                     "host '" + host + "' is not allowed (DNS rebinding protection): this server answers to localhost, "
+                     "127.0.0.1 and the names given with --allowed-hosts; add " + host_name(host) +
+                         " to --allowed-hosts to reach it by that name",
                      "permission_error", "host_not_allowed");
   }
   const bool upgrade = lower(request.header("upgrade")) == "websocket";
