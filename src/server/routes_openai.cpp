@@ -119,9 +119,11 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
     return respond(overloaded(openai_error(503, *full, "server_error")));
   }
   const fs::path outputs = s.runner.outputs_dir();
-  // Absolute URLs, as OpenAI returns them; the host is the one the client reached us by.
-  const std::string host = req.header("host");
-  const std::string base = host.empty() ? "/outputs/" : "http://" + host + "/outputs/";
+  // Absolute URLs, as OpenAI returns them: from --public-url, else from the address the
+  // connection reached, never from the Host header (a client could point the links anywhere).
+  std::string base = s.public_url.empty() ? "http://" + req.local_address : s.public_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  base += "/outputs/";
   s.queue.submit(kind, std::move(r.a1111), 0, [respond, outputs, base, format = r.response_format](const Job& job) {
     if (job.state == JobState::Cancelled) return respond(openai_error(409, "the job was cancelled", "server_error"));
     if (job.state != JobState::Done) return respond(openai_error(500, job.error, "server_error"));
