@@ -310,6 +310,25 @@ TEST_F(ServerHttp, WrongPasswordsAreThrottledWithoutBeingChecked) {
   EXPECT_EQ(http_request(port, "GET", "/sdapi/v1/options").status, 401);
 }
 
+// A client that may not use the server cannot make it buffer an upload: the refusal comes as soon
+// as the header is read, without waiting for the body.
+TEST_F(ServerHttp, RefusedRequestsAreAnsweredBeforeTheirBodyIsRead) {
+  start([](server::ServeOptions& o) {
+    o.security.auth = {"alice:s3cret"};
+    o.max_body_bytes = size_t(64) << 20;
+  });
+  for (const std::string& extra : {std::string(), std::string("Authorization: Basic ") + "YWxpY2U6czNjcmV0\r\nOrigin: http://evil.example\r\n"}) {
+    RawConnection c(port);
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.send("POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + extra +
+                       "Content-Length: 60000000\r\n\r\n{\"prompt\": \""));
+    const auto t0 = Clock::now();
+    const std::string response = c.read_response();
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2));
+    EXPECT_TRUE(response.rfind(extra.empty() ? "HTTP/1.1 401" : "HTTP/1.1 403", 0) == 0) << response;
+  }
+}
+
 // ---- 3. request smuggling ----
 
 TEST_F(ServerHttp, AmbiguousFramingIsRefusedAndTheRestNeverAnswered) {

@@ -222,6 +222,15 @@ class Session : public std::enable_shared_from_this<Session> {
       return write(HttpResponse::error(400, "malformed HTTP request: " + *problem));
     }
     const auto length = parser_->content_length();
+    request_->has_body = parser_->chunked() || (length && *length > 0);
+    // Gatekeeping needs only the header: a request that is refused (401, 403, 415, 429) is answered
+    // before its body is read, so no client that may not use the server makes it buffer megabytes.
+    if (server_.options.before) {
+      if (auto early = server_.options.before(*request_)) {
+        keep_alive_ = false;
+        return write(std::move(*early));
+      }
+    }
     const uint64_t expected = length ? *length : server_.options.max_body_bytes;
     body_deadline_ = Clock::now() + server_.options.request_timeout +
                      std::chrono::milliseconds(expected * 1000 / std::max<size_t>(1, server_.options.min_body_rate));
@@ -266,7 +275,7 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // Runs the before hook and the handler; on an I/O thread or a worker.
+  // Runs the handler (the before hook has passed the header); on an I/O thread or a worker.
   void dispatch(HttpRequest& request) {
     auto self = shared_from_this();
     // The Responder may run on any thread (the job executor): hop onto this connection's strand.
@@ -274,9 +283,6 @@ class Session : public std::enable_shared_from_this<Session> {
       asio::post(self->strand_, [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
     };
     try {
-      if (server_.options.before) {
-        if (auto early = server_.options.before(request)) return respond(std::move(*early));
-      }
       server_.router.dispatch(request, respond);
     } catch (const std::exception& e) {
       respond(HttpResponse::error(500, std::string("internal error: ") + e.what()));

@@ -34,7 +34,8 @@ struct ServerOptions {
   size_t min_body_rate = 64 * 1024;  // bytes per second
   // Open connections per client address; the next one is answered 429 and closed. 0: no limit.
   int max_client_connections = 256;
-  // Runs before routing; a response stops the request there (401, 429, ...).
+  // Runs once a request's header is read, before its body is: a response stops the request there
+  // (401, 403, 415, 429, ...) and the body is never buffered. `has_body` is set; `body` is empty.
   std::function<std::optional<HttpResponse>(HttpRequest&)> before;
   // Runs on every response before it is written (CORS headers, ...).
   std::function<void(const HttpRequest&, HttpResponse&)> after;

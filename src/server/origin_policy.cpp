@@ -106,7 +106,7 @@ std::optional<HttpResponse> OriginPolicy::check(const HttpRequest& request) cons
                        "permission_error", "origin_not_allowed");
     }
   }
-  if ((request.method == "POST" || request.method == "PUT" || request.method == "PATCH") && !request.body.empty()) {
+  if ((request.method == "POST" || request.method == "PUT" || request.method == "PATCH") && (request.has_body || !request.body.empty())) {
     const std::string type = media_type(request.header("content-type"));
     const bool json = type == "application/json" || (type.find('/') != std::string::npos && type.size() > 5 &&
                                                      type.compare(type.size() - 5, 5, "+json") == 0);
