@@ -52,6 +52,9 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
                   "seconds a client has to send a request's header (also the keep-alive idle limit) and between pieces of its body")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-queued-jobs", options->max_queued_jobs, "jobs that may wait at once; more are refused with 503 (overload)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--http-workers", options->http_workers, "threads that parse request bodies and decode uploads")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
