@@ -16,6 +16,7 @@
 #include <boost/beast.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "server/header_text.h"
 #include "server/message_stream.h"
 
 namespace easel::server {
@@ -76,15 +77,7 @@ void fill_request(HttpRequest& r, const http::request_header<>& req, const std::
   r.local_address = local;
 }
 
-std::string lower_trimmed(beast::string_view v) {
-  std::string s(v.data(), v.size());
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
-  s.erase(0, i);
-  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
+std::string lower_trimmed(beast::string_view v) { return ascii_lower(trim_blanks(std::string_view(v.data(), v.size()))); }
 
 // Framing that two HTTP parsers could read differently (a proxy in front of us and we), so that
 // bytes one takes for a body the other takes for a second request: refused, never guessed at.

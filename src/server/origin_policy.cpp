@@ -3,30 +3,19 @@
 #include <algorithm>
 #include <cctype>
 
+#include "server/header_text.h"
 #include "server/openai_error.h"
 
 namespace easel::server {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // "https://Example.com:8443/sd/" -> "https://example.com:8443".
 std::string origin_of(std::string_view url) {
   const size_t scheme = url.find("://");
   if (scheme == std::string_view::npos) return "";
   const size_t path = url.find('/', scheme + 3);
-  return lower(url.substr(0, path));
+  return ascii_lower(url.substr(0, path));
 }
 
 bool state_changing(const std::string& method) { return method != "GET" && method != "HEAD" && method != "OPTIONS"; }
@@ -45,41 +34,41 @@ bool is_loopback_ip(std::string_view a) {
 }
 
 std::string host_name(std::string_view host) {
-  host = trim(host);
+  host = trim_blanks(host);
   if (!host.empty() && host.front() == '[') {
     const size_t end = host.find(']');
-    return lower(end == std::string_view::npos ? host : host.substr(0, end + 1));
+    return ascii_lower(end == std::string_view::npos ? host : host.substr(0, end + 1));
   }
   const size_t colon = host.find(':');
-  return lower(host.substr(0, colon));
+  return ascii_lower(host.substr(0, colon));
 }
 
 std::string media_type(std::string_view content_type) {
-  return lower(trim(content_type.substr(0, content_type.find(';'))));
+  return ascii_lower(trim_blanks(content_type.substr(0, content_type.find(';'))));
 }
 
 OriginPolicy::OriginPolicy(OriginPolicyOptions options) : options_(std::move(options)) {
   loopback_bind_ = is_loopback_ip(options_.bind_address);
-  for (std::string& h : options_.allowed_hosts) h = lower(trim(h));
+  for (std::string& h : options_.allowed_hosts) h = ascii_lower(trim_blanks(h));
   public_origin_ = origin_of(options_.public_url);
 }
 
 bool OriginPolicy::host_allowed(const std::string& host) const {
   const std::string name = host_name(host);
   if (name == "localhost" || is_loopback_ip(name)) return true;
-  const std::string whole = lower(trim(host));
+  const std::string whole = ascii_lower(trim_blanks(host));
   return std::any_of(options_.allowed_hosts.begin(), options_.allowed_hosts.end(),
                      [&](const std::string& h) { return h == name || h == whole; });
 }
 
 bool OriginPolicy::origin_allowed(const std::string& origin_header, const std::string& host) const {
-  const std::string origin = lower(trim(origin_header));
+  const std::string origin = ascii_lower(trim_blanks(origin_header));
   // Sandboxed frames, file:// pages and redirects send "null": it names no one, so it is no one's.
   if (origin == "null" || origin.empty()) return false;
-  if (!host.empty() && origin == "http://" + lower(trim(host))) return true;
+  if (!host.empty() && origin == "http://" + ascii_lower(trim_blanks(host))) return true;
   if (!public_origin_.empty() && origin == public_origin_) return true;
   return std::any_of(options_.cors_origins.begin(), options_.cors_origins.end(),
-                     [&](const std::string& o) { return o == "*" || lower(trim(o)) == origin; });
+                     [&](const std::string& o) { return o == "*" || ascii_lower(trim_blanks(o)) == origin; });
 }
 
 std::optional<HttpResponse> OriginPolicy::check(const HttpRequest& request) const {
@@ -91,7 +80,7 @@ std::optional<HttpResponse> OriginPolicy::check(const HttpRequest& request) cons
                          " to --allowed-hosts to reach it by that name",
                      "permission_error", "host_not_allowed");
   }
-  const bool upgrade = lower(request.header("upgrade")) == "websocket";
+  const bool upgrade = ascii_lower(request.header("upgrade")) == "websocket";
   if (state_changing(request.method) || upgrade) {
     const std::string origin = request.header("origin");
     if (!origin.empty() && !origin_allowed(origin, host)) {
@@ -101,7 +90,7 @@ std::optional<HttpResponse> OriginPolicy::check(const HttpRequest& request) cons
                            "; allow that origin with --cors-origins " + origin,
                        "permission_error", "origin_not_allowed");
     }
-    if (origin.empty() && lower(trim(request.header("sec-fetch-site"))) == "cross-site") {
+    if (origin.empty() && ascii_lower(trim_blanks(request.header("sec-fetch-site"))) == "cross-site") {
       return api_error(request, 403, "cross-site request refused (Sec-Fetch-Site: cross-site without an Origin)",
                        "permission_error", "origin_not_allowed");
     }
