@@ -11,31 +11,81 @@ HttpResponse HttpResponse::streaming(std::shared_ptr<MessageStream> stream) {
   return r;
 }
 
-bool MessageStream::push(std::string message) { return push_message({std::move(message), false}); }
-
-bool MessageStream::push_binary(std::string message) { return push_message({std::move(message), true}); }
-
-bool MessageStream::push_message(Message message) {
-  std::function<void()> wake;
+bool MessageStream::push(std::string message) {
+  bool appended;
   {
     std::lock_guard lock(mutex_);
     if (closed_) return false;
-    if (message.binary && binary_queued_) {
-      std::erase_if(queue_, [](const Message& m) { return m.binary; });
-      binary_queued_ = 0;
-    }
-    if (queue_.size() >= capacity_) {
-      closed_ = true;  // too far behind: drop the client rather than buffer without end
-      queue_.clear();
-      binary_queued_ = 0;
+    appended = append_locked({std::move(message), false});
+  }
+  return finish_push(appended);
+}
+
+bool MessageStream::push_update(const std::string& key, std::string message) {
+  bool appended = true;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return false;
+    const auto it = updates_.find(key);
+    if (it != updates_.end() && it->second >= popped_) {
+      queue_[it->second - popped_].data = std::move(message);
     } else {
-      binary_queued_ += message.binary;
-      queue_.push_back(std::move(message));
+      appended = append_locked({std::move(message), false});
+      if (appended) updates_[key] = popped_ + queue_.size() - 1;
     }
+  }
+  return finish_push(appended);
+}
+
+bool MessageStream::push_change(const std::string& key, std::string message) {
+  bool appended;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return false;
+    updates_.erase(key);
+    appended = append_locked({std::move(message), false});
+  }
+  return finish_push(appended);
+}
+
+bool MessageStream::push_binary(std::string message) {
+  bool appended;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return false;
+    if (binary_ && *binary_ >= popped_) {
+      // The waiting frame leaves the queue; the messages after it move up one place.
+      const uint64_t gone = *binary_;
+      queue_.erase(queue_.begin() + std::ptrdiff_t(gone - popped_));
+      for (auto& [key, number] : updates_)
+        if (number > gone) --number;
+    }
+    appended = append_locked({std::move(message), true});
+    if (appended) binary_ = popped_ + queue_.size() - 1;
+  }
+  return finish_push(appended);
+}
+
+bool MessageStream::append_locked(Message message) {
+  if (queue_.size() >= capacity_) {
+    closed_ = true;  // too far behind: drop the client rather than buffer without end
+    queue_.clear();
+    updates_.clear();
+    binary_.reset();
+    return false;
+  }
+  queue_.push_back(std::move(message));
+  return true;
+}
+
+bool MessageStream::finish_push(bool appended) {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mutex_);
     wake = waker_;
   }
   if (wake) wake();
-  return !closed();
+  return appended;
 }
 
 void MessageStream::close() {
@@ -45,7 +95,8 @@ void MessageStream::close() {
     if (closed_) return;
     closed_ = true;
     queue_.clear();
-    binary_queued_ = 0;
+    updates_.clear();
+    binary_.reset();
     wake = waker_;
   }
   if (wake) wake();
@@ -69,7 +120,10 @@ std::optional<std::string> MessageStream::pop(bool* binary) {
   if (queue_.empty()) return std::nullopt;
   Message m = std::move(queue_.front());
   queue_.pop_front();
-  binary_queued_ -= m.binary;
+  ++popped_;
+  if (m.binary) binary_.reset();
+  // Updates already taken can no longer be replaced; forgetting them keeps the map small.
+  if (updates_.size() > 64) std::erase_if(updates_, [&](const auto& kv) { return kv.second < popped_; });
   if (binary) *binary = m.binary;
   return std::move(m.data);
 }

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace easel::server {
 
@@ -22,6 +24,13 @@ class MessageStream {
 
   // Queues a message; false when the stream is closed (client gone, or this push overflowed it).
   bool push(std::string message);
+  // Queues a message that supersedes the previous one pushed with the same key while that one is
+  // not yet sent: it takes that one's place in the queue (so order with other messages is kept)
+  // instead of adding up. For progress: a slow client gets the latest state, not every step.
+  bool push_update(const std::string& key, std::string message);
+  // Queues a message that must reach the client (a state change). Earlier updates with the same
+  // key are no longer replaced: a later update goes after this message, never before it.
+  bool push_change(const std::string& key, std::string message);
   // Queues a binary message (a WebSocket binary frame). At most one waits at a time: a newer one
   // replaces the one not yet sent (previews: only the latest matters), so binary messages never
   // add up in a slow client's queue.
@@ -41,9 +50,13 @@ class MessageStream {
     std::string data;
     bool binary = false;
   };
-  bool push_message(Message message);
+  bool append_locked(Message message);  // false when it overflowed the queue
+  bool finish_push(bool appended);      // wakes the connection; the push's result
+  // Messages are numbered in push order; queue_[i] is number popped_ + i.
   std::deque<Message> queue_;
-  size_t binary_queued_ = 0;
+  uint64_t popped_ = 0;
+  std::unordered_map<std::string, uint64_t> updates_;  // key -> number of its replaceable message
+  std::optional<uint64_t> binary_;                      // number of the binary message waiting, if any
   bool closed_ = false;
   std::function<void()> waker_;
 };

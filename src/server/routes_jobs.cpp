@@ -66,6 +66,20 @@ json job_json(const Job& job, const std::vector<Job>& all, const PreviewStore* p
   return j;
 }
 
+// What POST /easel/v1/jobs answers: the id, the state, and while queued the position.
+json accepted(ServerState& s, const std::string& id) {
+  json answer = {{"id", id}, {"state", "queued"}};
+  const auto job = s.queue.get(id);
+  if (!job.ok() || !job->has_value()) return answer;
+  answer["state"] = job_state_name((*job)->state);
+  if ((*job)->state == JobState::Queued) answer["queue_position"] = queue_position(s.queue.active(), **job);
+  return answer;
+}
+
+HttpResponse history_unreadable(const Error& error) {
+  return HttpResponse::error(503, "the job history cannot be read: " + error.message());
+}
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   return s;
@@ -84,11 +98,9 @@ void submit(ServerState& s, HttpRequest& req, const Responder& respond) {
   const bool img2img = kind == "img2img";
   PreparedGeneration prepared = prepare_generation(s, request, img2img);
   if (!prepared.request) return respond(std::move(prepared.rejection));
-  const std::string id = s.queue.submit(kind.get<std::string>(), std::move(*prepared.request), priority.get<int>());
-  const auto job = s.queue.get(id);
-  json answer = {{"id", id}, {"state", job ? job_state_name(job->state) : "queued"}};
-  if (job && job->state == JobState::Queued) answer["queue_position"] = queue_position(s.queue.list(), *job);
-  respond(HttpResponse::json(answer, 202));
+  const auto id = s.queue.submit(kind.get<std::string>(), std::move(*prepared.request), priority.get<int>());
+  if (!id.ok()) return respond(HttpResponse::error(503, id.error().message()));
+  respond(HttpResponse::json(accepted(s, *id), 202));
 }
 
 void list(ServerState& s, HttpRequest& req, const Responder& respond) {
@@ -107,19 +119,24 @@ void list(ServerState& s, HttpRequest& req, const Responder& respond) {
       return respond(HttpResponse::error(400, "limit: expected a number from 1 to 10000"));
     }
   }
-  const std::string q = lower(req.query.count("q") ? req.query.at("q") : "");
-  const std::vector<Job> all = s.queue.list();  // newest first
-  json jobs = json::array();
-  size_t total = 0;  // all that match, for a client that pages or shows a count
-  for (const Job& job : all) {
-    if (state && job.state != *state) continue;
-    if (!q.empty()) {
-      const json prompt = job.request.is_object() ? job.request.value("prompt", json("")) : json("");
-      if (!prompt.is_string() || lower(prompt.get<std::string>()).find(q) == std::string::npos) continue;
+  size_t offset = 0;
+  if (auto it = req.query.find("offset"); it != req.query.end()) {
+    try {
+      const long long v = std::stoll(it->second);
+      if (v < 0) throw std::out_of_range("offset");
+      offset = size_t(v);
+    } catch (const std::exception&) {
+      return respond(HttpResponse::error(400, "offset: expected a number from 0"));
     }
-    if (total++ < limit) jobs.push_back(job_json(job, all, s.previews));
   }
-  respond(HttpResponse::json({{"jobs", jobs}, {"total", total}}));
+  const std::string q = req.query.count("q") ? req.query.at("q") : "";
+  const auto page = s.queue.query(JobQuery{state, q, limit, offset});  // newest first
+  if (!page.ok()) return respond(history_unreadable(page.error()));
+  const std::vector<Job> active = s.queue.active();
+  json jobs = json::array();
+  for (const Job& job : page->jobs) jobs.push_back(job_json(job, active, s.previews));
+  // total: all that match, for a client that pages or shows a count
+  respond(HttpResponse::json({{"jobs", jobs}, {"total", page->total}}));
 }
 
 }  // namespace
@@ -129,9 +146,11 @@ void add_job_routes(Router& r, ServerState& s) {
   r.add("GET", "/easel/v1/jobs", [&s](HttpRequest& req, Responder respond) { list(s, req, respond); });
   r.add("GET", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
     const auto job = s.queue.get(req.params["id"]);
-    if (!job) return respond(HttpResponse::error(404, "no job with id " + req.params["id"]));
-    // The queue position needs the other jobs; a finished job does not pay for copying them.
-    respond(HttpResponse::json(job_json(*job, job->state == JobState::Queued ? s.queue.list() : std::vector<Job>{}, s.previews)));
+    if (!job.ok()) return respond(history_unreadable(job.error()));
+    if (!job->has_value()) return respond(HttpResponse::error(404, "no job with id " + req.params["id"]));
+    // The queue position needs the other unfinished jobs; a finished job does not pay for copying them.
+    const Job& j = **job;
+    respond(HttpResponse::json(job_json(j, j.state == JobState::Queued ? s.queue.active() : std::vector<Job>{}, s.previews)));
   });
   r.add("GET", "/easel/v1/jobs/{id}/preview", [&s](HttpRequest& req, Responder respond) {
     const std::string& id = req.params["id"];
@@ -145,17 +164,20 @@ void add_job_routes(Router& r, ServerState& s) {
   });
   r.add("DELETE", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
     const std::string& id = req.params["id"];
-    const auto job = s.queue.get(id);
-    if (!job) return respond(HttpResponse::error(404, "no job with id " + id));
-    if (!s.queue.cancel(id))
-      return respond(HttpResponse::error(409, "job " + id + " has already finished (" +
-                                                  std::string(job_state_name(s.queue.get(id)->state)) + ")"));
-    // A queued job is cancelled now; a running one stops at its next step (202: not yet).
-    const auto after = s.queue.get(id);
-    const bool now = after && after->state == JobState::Cancelled;
-    respond(HttpResponse::json({{"id", id}, {"state", job_state_name(after ? after->state : JobState::Cancelled)},
-                                {"cancel_requested", true}},
-                               now ? 200 : 202));
+    // The answer says what this request did: a running job may stop (and read as cancelled)
+    // before the answer is written, and it is still a request, not a cancellation done.
+    switch (s.queue.cancel(id)) {
+      case CancelOutcome::Unknown: return respond(HttpResponse::error(404, "no job with id " + id));
+      case CancelOutcome::AlreadyFinished: {
+        const auto job = s.queue.get(id);
+        const std::string state = job.ok() && job->has_value() ? std::string(job_state_name((*job)->state)) : "finished";
+        return respond(HttpResponse::error(409, "job " + id + " has already finished (" + state + ")"));
+      }
+      case CancelOutcome::CancelledNow:
+        return respond(HttpResponse::json({{"id", id}, {"state", "cancelled"}, {"cancel_requested", true}}, 200));
+      case CancelOutcome::CancelRequested:
+        return respond(HttpResponse::json({{"id", id}, {"state", "running"}, {"cancel_requested", true}}, 202));
+    }
   });
 
   if (!s.events) return;

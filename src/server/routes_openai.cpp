@@ -107,7 +107,7 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
   // Absolute URLs, as OpenAI returns them; the host is the one the client reached us by.
   const std::string host = req.header("host");
   const std::string base = host.empty() ? "/outputs/" : "http://" + host + "/outputs/";
-  s.queue.submit(kind, std::move(r.a1111), 0, [respond, outputs, base, format = r.response_format](const Job& job) {
+  const auto queued = s.queue.submit(kind, std::move(r.a1111), 0, [respond, outputs, base, format = r.response_format](const Job& job) {
     if (job.state == JobState::Cancelled) return respond(openai_error(409, "the job was cancelled", "server_error"));
     if (job.state != JobState::Done) return respond(openai_error(500, job.error, "server_error"));
     json data = json::array();
@@ -122,6 +122,7 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
     }
     respond(HttpResponse::json({{"created", int64_t(std::time(nullptr))}, {"data", data}}));
   });
+  if (!queued.ok()) respond(openai_error(503, queued.error().message(), "server_error"));
 }
 
 void generations(ServerState& s, HttpRequest& req, const Responder& respond) {
