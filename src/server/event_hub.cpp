@@ -104,6 +104,10 @@ std::optional<Clock::time_point> EventHub::next_due_locked() const {
     const Clock::time_point t = sent == progress_sent_.end() ? Clock::time_point{} : sent->second + options_.progress_every;
     if (!due || t < *due) due = t;
   }
+  if (preview_) {
+    const Clock::time_point t = preview_sent_ + options_.progress_every;
+    if (!due || t < *due) due = t;
+  }
   return due;
 }
 
@@ -121,8 +125,11 @@ EventHub::Batch EventHub::take_locked(Clock::time_point now) {
     batch.progress.push_back(std::move(it->second));
     it = progress_.erase(it);
   }
-  batch.preview = std::move(preview_);
-  preview_.reset();
+  if (preview_ && now >= preview_sent_ + options_.progress_every) {
+    batch.preview = std::move(preview_);
+    preview_.reset();
+    preview_sent_ = now;
+  }
   return batch;
 }
 
@@ -152,55 +159,49 @@ std::string EventHub::queue_message(const QueueState& q) const {
   return dump({{"type", "queue"}, {"queued", q.queued}, {"running", q.running.empty() ? json(nullptr) : json(q.running)}});
 }
 
-void EventHub::push_all(const std::string& message) {
-  for (auto& c : clients_) c.stream->push(message);
-}
-
-// Each message is built once, then queued on every client; pushes never wait for a network write.
+// Each message is built once; each client gets the round's messages in one batch (one wake-up
+// of its connection). Pushes never wait for a network write.
 void EventHub::send(const Batch& batch) {
+  using Kind = MessageStream::Outgoing::Kind;
   std::lock_guard lock(clients_mutex_);
-  // Streams closed by their connection (gone, or dropped for falling behind) leave here.
-  std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
-  auto send_job = [&](const JobEvent& event, bool replaceable) {
+  std::vector<MessageStream::Outgoing> out;
+  auto add_job = [&](const JobEvent& event, Kind kind) {
     const auto previous = sent_.find(event.id);
     if (previous != sent_.end() && previous->second == event) return;  // nothing new to say
-    const std::string message = dump(job_event(event));
-    for (auto& c : clients_) {
-      if (replaceable) c.stream->push_update(event.id, message);
-      else c.stream->push_change(event.id, message);
-    }
+    out.push_back({kind, event.id, dump(job_event(event))});
     if (is_finished(event.state)) sent_.erase(event.id);
     else sent_[event.id] = event;
   };
   for (const Change& change : batch.changes) {
-    send_job(change.job, /*replaceable=*/false);
+    add_job(change.job, Kind::Change);
     if (change.queue && *change.queue != sent_queue_) {
       sent_queue_ = *change.queue;
-      push_all(queue_message(sent_queue_));
+      out.push_back({Kind::Plain, "", queue_message(sent_queue_)});
     }
   }
-  for (const JobEvent& event : batch.progress) send_job(event, true);
+  for (const JobEvent& event : batch.progress) add_job(event, Kind::Update);
+  bool binary = false;
   if (const auto& p = batch.preview) {
-    const std::string event = dump({{"type", "preview"},
-                                    {"job", p->job_id},
-                                    {"seq", p->seq},
-                                    {"image", p->image},
-                                    {"step", p->step},
-                                    {"steps", p->steps},
-                                    {"method", p->method},
-                                    {"width", p->width},
-                                    {"height", p->height},
-                                    {"content_type", preview_content_type(p->format)}});
-    std::string frame;  // built only when a client wants it
-    for (auto& c : clients_) {
-      // One running job at a time: a slow client's unsent preview is replaced by the newer one.
-      c.stream->push_update("preview", event);
-      if (!c.binary_previews) continue;
-      if (frame.empty()) frame = preview_frame(*p);
-      c.stream->push_binary(frame);
-    }
+    // One running job at a time: a slow client's unsent preview is replaced by the newer one.
+    out.push_back({Kind::Update, "preview",
+                   dump({{"type", "preview"},
+                         {"job", p->job_id},
+                         {"seq", p->seq},
+                         {"image", p->image},
+                         {"step", p->step},
+                         {"steps", p->steps},
+                         {"method", p->method},
+                         {"width", p->width},
+                         {"height", p->height},
+                         {"content_type", preview_content_type(p->format)}})});
+    binary = std::any_of(clients_.begin(), clients_.end(), [](const Client& c) { return c.binary_previews; });
+    if (binary) out.push_back({Kind::Binary, "", preview_frame(*p)});
   }
-  if (batch.ping) push_all(dump({{"type", "ping"}, {"time_ms", unix_ms()}}));
+  if (batch.ping) out.push_back({Kind::Plain, "", dump({{"type", "ping"}, {"time_ms", unix_ms()}})});
+  if (out.empty()) return;
+  // Streams closed by their connection (gone, or dropped for falling behind) leave here.
+  std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
+  for (auto& c : clients_) c.stream->push_batch(out, c.binary_previews);
 }
 
 // The snapshot is what the connected clients were last sent, taken under the lock send() holds

@@ -12,7 +12,8 @@
 // What clients get is coalesced:
 //   - state changes (queued -> running -> done) and stage changes (text -> sample -> decode) are
 //     sent at once and in order, and never lost (a few per image, however many steps);
-//   - steps within a stage are sent at most every `progress_every` per job, the latest one winning;
+//   - steps within a stage are sent at most every `progress_every` per job, and previews at most
+//     every `progress_every`, the latest one winning;
 //   - an event identical to the job's previous one is not sent at all;
 //   - a client that falls behind has its unsent progress (and preview) of a job replaced by the
 //     newer one, so it catches up with the latest state instead of every step.
@@ -68,7 +69,8 @@ class EventHub {
   // clients already connected last heard of them.
   // `binary_previews`: the client (a WebSocket) also gets each preview image as a binary frame.
   std::shared_ptr<MessageStream> subscribe(bool binary_previews = false);
-  // A new live preview; a newer one replaces it if the dispatcher has not sent it yet.
+  // A new live preview; a newer one replaces it if the dispatcher has not sent it yet (previews
+  // are sent at most every `progress_every`; every one still reaches the PreviewStore).
   void publish_preview(std::shared_ptr<const Preview> preview);
   void stop();  // closes every stream and the dispatcher; idempotent
 
@@ -100,7 +102,6 @@ class EventHub {
   Batch take_locked(std::chrono::steady_clock::time_point now);
   std::optional<std::chrono::steady_clock::time_point> next_due_locked() const;
   void send(const Batch& batch);
-  void push_all(const std::string& message);
   std::string queue_message(const QueueState& q) const;
 
   JobQueue& queue_;
@@ -114,7 +115,8 @@ class EventHub {
   std::deque<Change> changes_;
   std::map<std::string, JobEvent> progress_;  // the latest unsent step of each job
   std::map<std::string, std::chrono::steady_clock::time_point> progress_sent_;
-  std::shared_ptr<const Preview> preview_;
+  std::shared_ptr<const Preview> preview_;  // the latest unsent one
+  std::chrono::steady_clock::time_point preview_sent_{};
   bool stopping_ = false;
 
   // The dispatcher's side: the clients and what they were last told (the snapshot a new client gets).

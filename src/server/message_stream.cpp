@@ -12,58 +12,67 @@ HttpResponse HttpResponse::streaming(std::shared_ptr<MessageStream> stream) {
 }
 
 bool MessageStream::push(std::string message) {
-  bool appended;
-  {
-    std::lock_guard lock(mutex_);
-    if (closed_) return false;
-    appended = append_locked({std::move(message), false});
-  }
-  return finish_push(appended);
+  return push_batch({{Outgoing::Kind::Plain, "", std::move(message)}}, true);
 }
 
 bool MessageStream::push_update(const std::string& key, std::string message) {
-  bool appended = true;
-  {
-    std::lock_guard lock(mutex_);
-    if (closed_) return false;
-    const auto it = updates_.find(key);
-    if (it != updates_.end() && it->second >= popped_) {
-      queue_[it->second - popped_].data = std::move(message);
-    } else {
-      appended = append_locked({std::move(message), false});
-      if (appended) updates_[key] = popped_ + queue_.size() - 1;
-    }
-  }
-  return finish_push(appended);
+  return push_batch({{Outgoing::Kind::Update, key, std::move(message)}}, true);
 }
 
 bool MessageStream::push_change(const std::string& key, std::string message) {
-  bool appended;
-  {
-    std::lock_guard lock(mutex_);
-    if (closed_) return false;
-    updates_.erase(key);
-    appended = append_locked({std::move(message), false});
-  }
-  return finish_push(appended);
+  return push_batch({{Outgoing::Kind::Change, key, std::move(message)}}, true);
 }
 
 bool MessageStream::push_binary(std::string message) {
-  bool appended;
+  return push_batch({{Outgoing::Kind::Binary, "", std::move(message)}}, true);
+}
+
+bool MessageStream::push_batch(const std::vector<Outgoing>& messages, bool with_binary) {
+  bool ok = true;
+  std::function<void()> wake;
   {
     std::lock_guard lock(mutex_);
     if (closed_) return false;
-    if (binary_ && *binary_ >= popped_) {
-      // The waiting frame leaves the queue; the messages after it move up one place.
-      const uint64_t gone = *binary_;
-      queue_.erase(queue_.begin() + std::ptrdiff_t(gone - popped_));
-      for (auto& [key, number] : updates_)
-        if (number > gone) --number;
+    for (const Outgoing& m : messages) {
+      if (m.kind == Outgoing::Kind::Binary && !with_binary) continue;
+      if (!(ok = queue_locked(m))) break;
     }
-    appended = append_locked({std::move(message), true});
-    if (appended) binary_ = popped_ + queue_.size() - 1;
+    wake = waker_;
   }
-  return finish_push(appended);
+  if (wake) wake();  // once for the batch; also when it closed the stream, so the connection ends
+  return ok;
+}
+
+bool MessageStream::queue_locked(const Outgoing& m) {
+  switch (m.kind) {
+    case Outgoing::Kind::Plain:
+      return append_locked({m.data, false});
+    case Outgoing::Kind::Update: {
+      const auto it = updates_.find(m.key);
+      if (it != updates_.end() && it->second >= popped_) {
+        queue_[it->second - popped_].data = m.data;
+        return true;
+      }
+      if (!append_locked({m.data, false})) return false;
+      updates_[m.key] = popped_ + queue_.size() - 1;
+      return true;
+    }
+    case Outgoing::Kind::Change:
+      updates_.erase(m.key);
+      return append_locked({m.data, false});
+    case Outgoing::Kind::Binary:
+      if (binary_ && *binary_ >= popped_) {
+        // The waiting frame leaves the queue; the messages after it move up one place.
+        const uint64_t gone = *binary_;
+        queue_.erase(queue_.begin() + std::ptrdiff_t(gone - popped_));
+        for (auto& [key, number] : updates_)
+          if (number > gone) --number;
+      }
+      if (!append_locked({m.data, true})) return false;
+      binary_ = popped_ + queue_.size() - 1;
+      return true;
+  }
+  return false;
 }
 
 bool MessageStream::append_locked(Message message) {
@@ -76,16 +85,6 @@ bool MessageStream::append_locked(Message message) {
   }
   queue_.push_back(std::move(message));
   return true;
-}
-
-bool MessageStream::finish_push(bool appended) {
-  std::function<void()> wake;
-  {
-    std::lock_guard lock(mutex_);
-    wake = waker_;
-  }
-  if (wake) wake();
-  return appended;
 }
 
 void MessageStream::close() {

@@ -35,6 +35,17 @@ class MessageStream {
   // replaces the one not yet sent (previews: only the latest matters), so binary messages never
   // add up in a slow client's queue.
   bool push_binary(std::string message);
+  // One message of a batch, queued as push, push_update, push_change or push_binary would.
+  struct Outgoing {
+    enum class Kind { Plain, Update, Change, Binary };
+    Kind kind = Kind::Plain;
+    std::string key;  // Update and Change
+    std::string data;
+  };
+  // Queues several messages under one lock and wakes the connection once: every wake-up is a
+  // handler an I/O thread runs, and on a small machine those threads take their cores from the
+  // job's compute threads. `with_binary`: false skips the binary ones (an SSE client).
+  bool push_batch(const std::vector<Outgoing>& messages, bool with_binary);
   void close();
   bool closed() const;
 
@@ -51,7 +62,7 @@ class MessageStream {
     bool binary = false;
   };
   bool append_locked(Message message);  // false when it overflowed the queue
-  bool finish_push(bool appended);      // wakes the connection; the push's result
+  bool queue_locked(const Outgoing& message);  // false when the stream is (now) closed
   // Messages are numbered in push order; queue_[i] is number popped_ + i.
   std::deque<Message> queue_;
   uint64_t popped_ = 0;
