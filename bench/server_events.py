@@ -8,9 +8,10 @@ The subscribers run in their own process (one thread, non-blocking sockets, the 
 handshake written by hand: standard library only), so their reading shares the machine with the
 server as real clients on the same host would, but not the benchmark's Python process. A job's
 generation time is the server's own (finished_ms - started_ms); the round's time is from the first
-job's start to the last job's end. The target is a ratio within 1.10. A benchmark: nothing is asserted.
+job's start to the last job's end; rounds without and with subscribers alternate and the medians are
+compared (target: a ratio within 1.10). A benchmark: nothing is asserted.
 
-    python3 bench/server_events.py [--jobs 20] [--sse 300] [--ws 150] [--steps 6] [--json out.json]
+    python3 bench/server_events.py [--jobs 20] [--sse 300] [--ws 150] [--steps 6] [--rounds 3] [--json out.json]
 """
 import argparse, base64, json, multiprocessing, os, platform, resource, selectors, shutil, socket, subprocess, sys
 import tempfile, time
@@ -112,6 +113,7 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--sse", type=int, default=300)
     ap.add_argument("--ws", type=int, default=150)
+    ap.add_argument("--rounds", type=int, default=3, help="pairs of rounds (without, with subscribers); medians are reported")
     ap.add_argument("--json", help="also write the numbers to this file")
     args = ap.parse_args()
     raise_fd_limit()
@@ -121,39 +123,45 @@ def main():
     root = tempfile.mkdtemp(prefix="easel_bench_events_")
     make_models_dir(root)  # <root>/models/Stable-diffusion
     server = Server(root, args.easel, args.threads, extra)
+    rounds = []
     try:
         port = server.start()
-        # The model loads on the first job: not part of either round.
+        # The model loads on the first job: not part of any round.
         status, _ = request(port, "POST", "/sdapi/v1/txt2img", {"prompt": "warm up", "width": 48, "height": 32, "steps": 2})
         assert status == 200, status
-        quiet = run_jobs(port, args.jobs, args.steps, "quiet", server.proc.pid)
-
-        ready, stop = multiprocessing.Event(), multiprocessing.Event()
-        recv, send = multiprocessing.Pipe(duplex=False)
-        proc = multiprocessing.Process(target=subscribers, args=(port, args.sse, args.ws, ready, stop, send))
-        proc.start()
-        ready.wait(120)
-        time.sleep(1.0)  # the subscribers have read their first messages
-        watched = run_jobs(port, args.jobs, args.steps, "watched", server.proc.pid)
-        stop.set()
-        subs = recv.recv()
-        proc.join()
-        quiet_again = run_jobs(port, args.jobs, args.steps, "again", server.proc.pid)  # noise: the same round once more, alone
+        # Alternating rounds, so a neighbour's load on a shared machine falls on both kinds alike.
+        for r in range(args.rounds):
+            quiet = run_jobs(port, args.jobs, args.steps, f"quiet{r}x", server.proc.pid)
+            ready, stop = multiprocessing.Event(), multiprocessing.Event()
+            recv, send = multiprocessing.Pipe(duplex=False)
+            proc = multiprocessing.Process(target=subscribers, args=(port, args.sse, args.ws, ready, stop, send))
+            proc.start()
+            ready.wait(120)
+            time.sleep(1.0)  # the subscribers have read their first messages
+            watched = run_jobs(port, args.jobs, args.steps, f"watched{r}x", server.proc.pid)
+            time.sleep(0.5)  # what is still on its way is read too
+            stop.set()
+            subs = recv.recv()
+            proc.join()
+            rounds.append({"no_subscribers": quiet, "with_subscribers": watched, "subscribers": subs})
+            print(f"round {r + 1}: no subscribers {quiet['seconds']:.3f} s, with {watched['seconds']:.3f} s "
+                  f"({subs['connected']} connected, {subs['dropped_by_server']} dropped, {subs['bytes']} bytes read)",
+                  flush=True)
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
-    result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "jobs": args.jobs, "steps": args.steps, "size": "48x32", "server_threads": args.threads,
-              "server_args": extra, "no_subscribers": quiet, "with_subscribers": watched,
-              "no_subscribers_again": quiet_again,
-              "subscribers": dict(subs, sse=args.sse, websocket=args.ws),
-              "ratio": round(watched["seconds"] / quiet["seconds"], 3) if quiet["seconds"] else None}
-    print(f"{args.jobs} jobs of {args.steps} steps at 48x32, {args.threads} compute threads")
-    print(f"  no subscribers:          {quiet['seconds']:.3f} s")
-    print(f"  {args.sse} SSE + {args.ws} WebSocket: {watched['seconds']:.3f} s "
-          f"({subs['connected']} connected, {subs['dropped_by_server']} dropped, {subs['bytes']} bytes read)")
-    print(f"  no subscribers, again:   {quiet_again['seconds']:.3f} s")
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    quiet_s = median([r["no_subscribers"]["seconds"] for r in rounds])
+    watched_s = median([r["with_subscribers"]["seconds"] for r in rounds])
+    result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+              "easel": args.easel, "jobs": args.jobs, "steps": args.steps, "size": "48x32",
+              "server_threads": args.threads, "server_args": extra, "sse": args.sse, "websocket": args.ws,
+              "rounds": rounds, "median_no_subscribers_s": quiet_s, "median_with_subscribers_s": watched_s,
+              "ratio": round(watched_s / quiet_s, 3) if quiet_s else None}
+    print(f"{args.jobs} jobs of {args.steps} steps at 48x32, {args.threads} compute threads, median of {args.rounds} rounds")
+    print(f"  no subscribers:                 {quiet_s:.3f} s")
+    print(f"  {args.sse} SSE + {args.ws} WebSocket clients: {watched_s:.3f} s")
     print(f"  ratio: {result['ratio']} (target: within 1.10)")
     if args.json:
         with open(args.json, "w") as f:
