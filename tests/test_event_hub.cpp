@@ -110,13 +110,17 @@ TEST(EventHub, StreamsJobChangesAndDropsSlowClients) {
         if (s.empty() || s.back() != m["job"]["state"]) s.push_back(m["job"]["state"]);
       }
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a ping or two
+  // The dispatcher sends a burst of changes in rounds (min_round_gap apart): wait for the last one,
+  // and a ping or two.
   bool pinged = false;
-  for (const auto& m : drain(*reader)) {
-    pinged |= m["type"] == "ping";
-    if (m["type"] == "job") {
-      auto& s = states[m["job"]["id"]];
-      if (s.empty() || s.back() != m["job"]["state"]) s.push_back(m["job"]["state"]);
+  for (int tries = 0; tries < 400 && (!pinged || states[ids.back()].size() < 3); ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (const auto& m : drain(*reader)) {
+      pinged |= m["type"] == "ping";
+      if (m["type"] == "job") {
+        auto& s = states[m["job"]["id"]];
+        if (s.empty() || s.back() != m["job"]["state"]) s.push_back(m["job"]["state"]);
+      }
     }
   }
   EXPECT_TRUE(pinged);
@@ -217,9 +221,9 @@ TEST(EventHub, AClientThatReadsNothingGetsTheStateChangesAndTheLatestState) {
 }
 
 TEST(EventHub, ANewClientStartsFromWhatTheOthersWereLastSent) {
-  SteppingRunner runner(400, 1, std::chrono::microseconds(1000));
+  SteppingRunner runner(300, 1, std::chrono::microseconds(1000));
   JobQueue queue(runner);
-  EventHub hub(queue, {.progress_every = std::chrono::milliseconds(5)});
+  EventHub hub(queue, {.progress_every = std::chrono::milliseconds(5), .min_round_gap = std::chrono::milliseconds(5)});
   ASSERT_TRUE(queue.start().ok());
   const std::string first = queue.submit("txt2img", json::object()).value();
   const std::string second = queue.submit("txt2img", json::object()).value();

@@ -135,8 +135,13 @@ EventHub::Batch EventHub::take_locked(Clock::time_point now) {
 
 void EventHub::dispatch_loop() {
   Clock::time_point next_ping = Clock::now() + options_.ping_every;
+  Clock::time_point next_round{};
   std::unique_lock lock(mutex_);
   while (!stopping_) {
+    if (Clock::now() < next_round) {
+      wake_.wait_until(lock, next_round, [&] { return stopping_; });
+      continue;
+    }
     const Clock::time_point now = Clock::now();
     Batch batch = take_locked(now);
     if (now >= next_ping) {
@@ -151,6 +156,7 @@ void EventHub::dispatch_loop() {
     }
     lock.unlock();
     send(batch);
+    next_round = now + options_.min_round_gap;
     lock.lock();
   }
 }

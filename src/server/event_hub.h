@@ -11,7 +11,8 @@
 // message once and queues it on every client's bounded stream (message_stream.h).
 // What clients get is coalesced:
 //   - state changes (queued -> running -> done) and stage changes (text -> sample -> decode) are
-//     sent at once and in order, and never lost (a few per image, however many steps);
+//     sent in order and never lost (a few per image, however many steps), at once or, in a burst
+//     of changes, with the next round (at most `min_round_gap` later);
 //   - steps within a stage are sent at most every `progress_every` per job, and previews at most
 //     every `progress_every`, the latest one winning;
 //   - an event identical to the job's previous one is not sent at all;
@@ -55,6 +56,12 @@ nlohmann::json job_event(const JobEvent& job);
 struct EventHubOptions {
   std::chrono::milliseconds ping_every = std::chrono::seconds(15);
   std::chrono::milliseconds progress_every = std::chrono::milliseconds(100);  // per job
+  // Between two rounds of sending. A round wakes the connections of every client, and on a
+  // small machine their I/O threads take the cores the job's compute threads spin-wait on
+  // (bench/server_events.py, 2 cores, 450 clients: 20 small jobs took 7-21 s with rounds as
+  // often as changes came, 1.5-2.1 s with this gap, 0.2-0.5 s without clients). A change after a
+  // quiet moment still goes out at once; in a burst it waits at most this long.
+  std::chrono::milliseconds min_round_gap = std::chrono::milliseconds(100);
 };
 
 class EventHub {
