@@ -222,7 +222,7 @@ TEST_F(JobStoreTest, RefusesAReadOnlyFile) {
 }
 
 TEST_F(JobStoreTest, ASaveThatCannotBeWrittenIsAnError) {
-  auto store = SqliteJobStore::open(dir);
+  auto store = SqliteJobStore::open(dir, std::chrono::milliseconds(50));
   ASSERT_TRUE(store.ok());
   // Another process holds the write lock past the busy timeout.
   sqlite3* other = nullptr;

@@ -118,7 +118,7 @@ bool marked_read_only(const fs::path& path) {
 
 }  // namespace
 
-Result<std::unique_ptr<SqliteJobStore>> SqliteJobStore::open(const fs::path& data_dir) {
+Result<std::unique_ptr<SqliteJobStore>> SqliteJobStore::open(const fs::path& data_dir, std::chrono::milliseconds busy_timeout) {
   std::error_code ec;
   fs::create_directories(data_dir, ec);
   if (ec) return Error(cat("cannot create the data folder ", data_dir.string(), ": ", ec.message(),
@@ -143,7 +143,7 @@ Result<std::unique_ptr<SqliteJobStore>> SqliteJobStore::open(const fs::path& dat
   std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(db, path));
   // SQLite silently opens a file it may not write read-only.
   if (sqlite3_db_readonly(db, "main") == 1) return Error(read_only(path, "SQLite could only open it for reading"));
-  sqlite3_busy_timeout(db, 5000);  // another easel on the same folder: wait a little, then fail
+  sqlite3_busy_timeout(db, int(busy_timeout.count()));
   if (Status s = store->exec("PRAGMA journal_mode=WAL"); !s.ok()) return Error(unreadable(path, sqlite3_errmsg(db)));
   if (Status s = store->exec("PRAGMA synchronous=NORMAL"); !s.ok()) return s.error();
   if (Status s = store->exec(kSchema); !s.ok()) return Error(unreadable(path, sqlite3_errmsg(db)));

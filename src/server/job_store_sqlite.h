@@ -8,6 +8,7 @@
 // migrated when opened.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -29,7 +30,10 @@ class SqliteJobStore : public JobStore {
   // Creates the folder and the database when missing. Refuses, with a message that says what is
   // wrong and what to do about it, a folder it cannot use and a file it cannot read or write: a
   // server that accepted jobs it could not keep would lose them silently.
-  static Result<std::unique_ptr<SqliteJobStore>> open(const std::filesystem::path& data_dir);
+  // `busy_timeout`: how long a save waits for another process holding the file (another easel on
+  // the same folder) before it fails.
+  static Result<std::unique_ptr<SqliteJobStore>> open(const std::filesystem::path& data_dir,
+                                                      std::chrono::milliseconds busy_timeout = std::chrono::seconds(5));
   ~SqliteJobStore() override;
   SqliteJobStore(const SqliteJobStore&) = delete;
   SqliteJobStore& operator=(const SqliteJobStore&) = delete;
