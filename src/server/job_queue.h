@@ -57,7 +57,7 @@ class JobQueue {
   using Listener = std::function<void(const Job&)>;
   // Finished jobs kept in memory besides the unfinished ones: a client that polls a job it just
   // saw finish (or a route's on_finished) reads it without a trip to the store.
-  static constexpr size_t kRecentFinished = 64;
+  static constexpr size_t kRecentFinished = 16;
 
   explicit JobQueue(JobRunner& runner, JobStore* store = nullptr);
   ~JobQueue();
