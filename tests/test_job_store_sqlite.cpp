@@ -221,6 +221,18 @@ TEST_F(JobStoreTest, RefusesAReadOnlyFile) {
   EXPECT_NE(message.find("--data-dir"), std::string::npos) << message;
 }
 
+TEST_F(JobStoreTest, AFileAnotherProcessHoldsIsRefusedAsInUse) {
+  { ASSERT_TRUE(SqliteJobStore::open(dir).ok()); }
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "easel.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto store = SqliteJobStore::open(dir, std::chrono::milliseconds(50));
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message().find("in use by another process"), std::string::npos) << store.error().message();
+}
+
 TEST_F(JobStoreTest, ASaveThatCannotBeWrittenIsAnError) {
   auto store = SqliteJobStore::open(dir, std::chrono::milliseconds(50));
   ASSERT_TRUE(store.ok());

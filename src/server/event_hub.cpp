@@ -28,8 +28,8 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 }  // namespace
 
-EventHub::EventHub(JobQueue& queue, EventHubOptions options) : queue_(queue), options_(options) {
-  queue_.add_listener([this](const Job& job) { on_job(job); });
+EventHub::EventHub(JobQueue& queue, EventHubOptions options) : options_(options) {
+  queue.add_listener([this](const Job& job) { on_job(job); });
   dispatcher_ = std::thread([this] { dispatch_loop(); });
 }
 

@@ -111,7 +111,6 @@ class EventHub {
   void send(const Batch& batch);
   std::string queue_message(const QueueState& q) const;
 
-  JobQueue& queue_;
   const EventHubOptions options_;
 
   // Recorded by on_job and publish_preview, taken by the dispatcher.

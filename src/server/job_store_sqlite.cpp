@@ -57,16 +57,14 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE jobs.state NOT IN ('done', 'failed', 'cancelled');
 )sql";
 
-#define EASEL_JOB_COLUMNS \
-  "id, seq, kind, priority, state, request, created_ms, started_ms, finished_ms, result, error, interrupted, skipped"
-
-constexpr const char* kGet = "SELECT " EASEL_JOB_COLUMNS " FROM jobs WHERE id = ?1";
-constexpr const char* kUnfinished =
-    "SELECT " EASEL_JOB_COLUMNS " FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq";
+const std::string kColumns =
+    "id, seq, kind, priority, state, request, created_ms, started_ms, finished_ms, result, error, interrupted, skipped";
+const std::string kGet = "SELECT " + kColumns + " FROM jobs WHERE id = ?1";
+const std::string kUnfinished = "SELECT " + kColumns + " FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq";
 // ?1 state or NULL, ?2 LIKE pattern or NULL.
-constexpr const char* kMatch = " WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR prompt LIKE ?2 ESCAPE '\\')";
-const std::string kQuery = std::string("SELECT " EASEL_JOB_COLUMNS " FROM jobs") + kMatch + " ORDER BY seq DESC LIMIT ?3 OFFSET ?4";
-const std::string kCount = std::string("SELECT count(*) FROM jobs") + kMatch;
+const std::string kMatch = " WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR prompt LIKE ?2 ESCAPE '\\')";
+const std::string kQuery = "SELECT " + kColumns + " FROM jobs" + kMatch + " ORDER BY seq DESC LIMIT ?3 OFFSET ?4";
+const std::string kCount = "SELECT count(*) FROM jobs" + kMatch;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -186,11 +184,19 @@ Status SqliteJobStore::exec(const char* sql) {
 // A write that is rolled back: the one sure way to learn, before any job is accepted, that
 // saves will work (permissions, a read-only mount, another process holding the file).
 Status SqliteJobStore::check_writable() {
-  if (Status s = exec("BEGIN IMMEDIATE"); !s.ok()) return Error(read_only(path_, sqlite3_errmsg(db_)));
-  const bool wrote = exec("UPDATE schema_version SET version = version").ok();
-  const std::string why = sqlite3_errmsg(db_);
+  auto refusal = [&] {
+    if (sqlite3_errcode(db_) == SQLITE_BUSY)
+      return Error(cat(path_.string(), " is in use by another process (", sqlite3_errmsg(db_),
+                       "): stop the other easel serve on this folder, or choose another --data-dir"));
+    return Error(read_only(path_, sqlite3_errmsg(db_)));
+  };
+  if (!exec("BEGIN IMMEDIATE").ok()) return refusal();
+  if (!exec("UPDATE schema_version SET version = version").ok()) {
+    Error error = refusal();
+    (void)exec("ROLLBACK");
+    return error;
+  }
   (void)exec("ROLLBACK");
-  if (!wrote) return Error(read_only(path_, why));
   return {};
 }
 
@@ -269,7 +275,7 @@ Result<std::vector<Job>> SqliteJobStore::read_jobs(sqlite3_stmt* st) {
 Result<std::optional<Job>> SqliteJobStore::get(const std::string& id) {
   std::lock_guard lock(mutex_);
   Statement st;
-  if (sqlite3_prepare_v2(db_, kGet, -1, &st.st, nullptr) != SQLITE_OK)
+  if (sqlite3_prepare_v2(db_, kGet.c_str(), -1, &st.st, nullptr) != SQLITE_OK)
     return Error(cat("reading the job history in ", path_.string(), ": ", sqlite3_errmsg(db_)));
   sqlite3_bind_text(st.st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   auto jobs = read_jobs(st.st);
@@ -309,7 +315,7 @@ Result<JobPage> SqliteJobStore::query(const JobQuery& query) {
 Result<std::vector<Job>> SqliteJobStore::unfinished() {
   std::lock_guard lock(mutex_);
   Statement st;
-  if (sqlite3_prepare_v2(db_, kUnfinished, -1, &st.st, nullptr) != SQLITE_OK)
+  if (sqlite3_prepare_v2(db_, kUnfinished.c_str(), -1, &st.st, nullptr) != SQLITE_OK)
     return Error(cat("reading the job history in ", path_.string(), ": ", sqlite3_errmsg(db_)));
   return read_jobs(st.st);
 }
