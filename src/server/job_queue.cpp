@@ -204,7 +204,9 @@ void JobQueue::skip() {
 
 void JobQueue::add_listener(Listener listener) {
   std::lock_guard lock(mutex_);
-  listeners_.push_back(std::move(listener));
+  auto listeners = std::make_shared<std::vector<Listener>>(*listeners_);
+  listeners->push_back(std::move(listener));
+  listeners_ = std::move(listeners);
 }
 
 void JobQueue::notify(const Job& job) {
@@ -221,12 +223,12 @@ void JobQueue::notify_ordered(const Job& job) {
 }
 
 void JobQueue::broadcast(const Job& job) {
-  std::vector<Listener> listeners;
+  std::shared_ptr<const std::vector<Listener>> listeners;
   {
     std::lock_guard lock(mutex_);
     listeners = listeners_;
   }
-  for (const auto& l : listeners) l(job);
+  for (const auto& l : *listeners) l(job);
 }
 
 std::optional<std::string> JobQueue::next_queued_locked() const {

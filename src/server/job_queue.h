@@ -109,7 +109,9 @@ class JobQueue {
   std::map<std::string, Job> active_;  // queued and running
   std::deque<Job> recent_;             // the last kRecentFinished finished jobs, oldest first
   std::map<std::string, Listener> finished_callbacks_;
-  std::vector<Listener> listeners_;
+  // Replaced, never changed in place, by add_listener: a notification takes the list without
+  // copying it (progress comes every step, on the executor thread).
+  std::shared_ptr<const std::vector<Listener>> listeners_ = std::make_shared<std::vector<Listener>>();
   std::string running_id_;
   JobControl* control_ = nullptr;  // the running job's, under mutex_
   int64_t next_seq_ = 0;
