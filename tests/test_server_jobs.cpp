@@ -9,11 +9,13 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "http_test_client.h"
 #include "io/base64.h"
 #include "io/image.h"
 #include "server/job_queue.h"
+#include "server/job_store_sqlite.h"
 #include "server/server_app.h"
 #include "server_test_support.h"
 
@@ -184,6 +186,19 @@ TEST_F(JobsServer, CancelsQueuedAndRunningJobs) {
   EXPECT_EQ(output_files(), 0u);
 }
 
+// DELETE says what it did, not the state the job reaches by the time the answer is written: a
+// running job that stops at its very next step still answers 202 (cancel requested).
+TEST_F(JobsServer, CancellingARunningJobAnswers202EvenWhenItStopsAtOnce) {
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = submit(tiny_request("stops at once", 400));
+    wait_job(id, "running");
+    const auto r = http_request(port, "DELETE", "/easel/v1/jobs/" + id);
+    EXPECT_EQ(r.status, 202) << r.body;
+    EXPECT_EQ(json::parse(r.body, nullptr, false).value("cancel_requested", false), true) << r.body;
+    EXPECT_EQ(wait_job(id)["state"], "cancelled");
+  }
+}
+
 TEST_F(JobsServer, HigherPriorityRunsFirst) {
   EventClient events(port, false);
   const std::string hold = blocker();
@@ -227,7 +242,7 @@ void expect_events_follow_a_job(JobsServer& t, EventClient& events) {
     queue_update |= m["type"] == "queue" && m["running"] == id;
   }
   EXPECT_TRUE(sampled) << "no progress event for the sampling steps";
-  EXPECT_TRUE(queue_update) << "no queue event naming the running job";
+  EXPECT_TRUE(queue_update) << "no queue event naming the running job: " << json(events.messages()).dump();
 }
 
 TEST_F(JobsServer, ServerSentEventsFollowAJob) {
@@ -386,6 +401,52 @@ TEST_F(JobsServer, UnusableDataFolderIsAClearErrorAtStart) {
   s = corrupt.start();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message().find("move it away"), std::string::npos) << s.error().message();
+
+  // An empty file: refused, and left as it is (the server never deletes a user's history).
+  fs::create_directories(root / "empty");
+  std::ofstream(root / "empty" / "easel.db").flush();
+  o.data_dir = root / "empty";
+  server::ServerApp empty(o);
+  s = empty.start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message().find("empty (0 bytes)"), std::string::npos) << s.error().message();
+  EXPECT_TRUE(fs::exists(root / "empty" / "easel.db"));
+
+  // A read-only history: refused at start rather than accepting jobs it cannot keep.
+  o.data_dir = root / "readonly";
+  { ASSERT_TRUE(server::SqliteJobStore::open(o.data_dir).ok()); }
+  fs::permissions(o.data_dir / "easel.db", fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  server::ServerApp readonly(o);
+  s = readonly.start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message().find("easel.db is read-only"), std::string::npos) << s.error().message();
+}
+
+// A job the history cannot record is refused (503), never accepted (202) and then forgotten.
+TEST_F(JobsServer, AJobTheHistoryCannotWriteIsRefused) {
+  // Another process holds the database's write lock past the server's busy timeout.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((root / "data" / "easel.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  testing::HttpResult native, sdapi;
+  std::thread a([&] {
+    native = http_request(port, "POST", "/easel/v1/jobs", json{{"request", tiny_request("lost")}}.dump());
+  });
+  std::thread b([&] { sdapi = http_request(port, "POST", "/sdapi/v1/txt2img", tiny_request("lost too").dump()); });
+  a.join();
+  b.join();
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  for (const auto* r : {&native, &sdapi}) {
+    EXPECT_EQ(r->status, 503) << r->body;
+    const json body = json::parse(r->body, nullptr, false);
+    ASSERT_FALSE(body.is_discarded()) << r->body;
+    EXPECT_NE(body.dump().find("the job history cannot be written"), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(get("/easel/v1/jobs")["total"], 0) << "nothing was queued";
+  EXPECT_EQ(output_files(), 0u);
+  // Once the history can be written again, jobs are accepted again.
+  EXPECT_EQ(wait_job(submit(tiny_request("kept")))["state"], "done");
 }
 
 }  // namespace

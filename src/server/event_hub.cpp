@@ -5,8 +5,13 @@
 namespace easel::server {
 
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
 
-json job_event(const Job& job) {
+JobEvent job_event_of(const Job& job) {
+  return {job.id, job.kind, job.state, job.priority, job.seq, job.progress, job.error};
+}
+
+json job_event(const JobEvent& job) {
   const JobProgress& p = job.progress;
   json j = {{"id", job.id},
             {"kind", job.kind},
@@ -17,103 +22,211 @@ json job_event(const Job& job) {
   return {{"type", "job"}, {"job", j}};
 }
 
-EventHub::EventHub(JobQueue& queue, std::chrono::milliseconds ping_every) : queue_(queue) {
-  queue_.add_listener([this](const Job& job) { on_job(job); });
-  pinger_ = std::thread([this, ping_every] { ping_loop(ping_every); });
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+EventHub::EventHub(JobQueue& queue, EventHubOptions options) : options_(options) {
+  queue.add_listener([this](const Job& job) { on_job(job); });
+  dispatcher_ = std::thread([this] { dispatch_loop(); });
 }
 
 EventHub::~EventHub() { stop(); }
 
 void EventHub::stop() {
-  std::vector<Client> clients;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
-    clients.swap(clients_);
   }
   wake_.notify_all();
-  if (pinger_.joinable()) pinger_.join();
+  if (dispatcher_.joinable()) dispatcher_.join();
+  std::vector<Client> clients;
+  {
+    std::lock_guard lock(clients_mutex_);
+    stopped_ = true;
+    clients.swap(clients_);
+  }
   for (auto& c : clients) c.stream->close();
 }
 
-json EventHub::queue_event() const {
-  const auto running = queue_.running();
-  return {{"type", "queue"}, {"queued", queue_.queued_count()}, {"running", running ? json(running->id) : json(nullptr)}};
+// On the executor (progress, running, done) or an HTTP thread (queued, cancelled): a few map
+// operations and at most a wake-up, whatever the number of clients.
+void EventHub::on_job(const Job& job) {
+  bool wake = true;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    const auto it = tracked_.find(job.id);
+    if (it == tracked_.end() || it->second.state != job.state) {
+      if (it != tracked_.end()) {
+        if (it->second.state == JobState::Queued) --queue_state_.queued;
+        if (it->second.state == JobState::Running && queue_state_.running == job.id) queue_state_.running.clear();
+      }
+      if (job.state == JobState::Queued) ++queue_state_.queued;
+      if (job.state == JobState::Running) queue_state_.running = job.id;
+      if (is_finished(job.state)) {
+        if (it != tracked_.end()) tracked_.erase(it);
+        progress_sent_.erase(job.id);
+      } else {
+        tracked_[job.id] = {job.state, job.progress.stage};
+      }
+      progress_.erase(job.id);  // older than this change
+      changes_.push_back({job_event_of(job), queue_state_});
+    } else if (it->second.stage != job.progress.stage) {
+      it->second.stage = job.progress.stage;
+      progress_.erase(job.id);
+      changes_.push_back({job_event_of(job), std::nullopt});
+    } else {
+      auto [pending, added] = progress_.insert_or_assign(job.id, job_event_of(job));
+      // A step already waiting for its turn is just replaced: the dispatcher knows when to come.
+      wake = added;
+    }
+  }
+  if (wake) wake_.notify_one();
 }
 
-// The snapshot is taken and the client registered under the lock publish() holds while it
-// pushes, so every later change reaches the client after its snapshot: it may see a state twice,
-// never an older state after a newer one.
+void EventHub::publish_preview(std::shared_ptr<const Preview> preview) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    preview_ = std::move(preview);
+  }
+  wake_.notify_one();
+}
+
+std::optional<Clock::time_point> EventHub::next_due_locked() const {
+  std::optional<Clock::time_point> due;
+  for (const auto& [id, event] : progress_) {
+    const auto sent = progress_sent_.find(id);
+    const Clock::time_point t = sent == progress_sent_.end() ? Clock::time_point{} : sent->second + options_.progress_every;
+    if (!due || t < *due) due = t;
+  }
+  if (preview_) {
+    const Clock::time_point t = preview_sent_ + options_.progress_every;
+    if (!due || t < *due) due = t;
+  }
+  return due;
+}
+
+EventHub::Batch EventHub::take_locked(Clock::time_point now) {
+  Batch batch;
+  batch.changes.assign(std::make_move_iterator(changes_.begin()), std::make_move_iterator(changes_.end()));
+  changes_.clear();
+  for (auto it = progress_.begin(); it != progress_.end();) {
+    auto sent = progress_sent_.find(it->first);
+    if (sent != progress_sent_.end() && now < sent->second + options_.progress_every) {
+      ++it;
+      continue;
+    }
+    progress_sent_[it->first] = now;
+    batch.progress.push_back(std::move(it->second));
+    it = progress_.erase(it);
+  }
+  if (preview_ && now >= preview_sent_ + options_.progress_every) {
+    batch.preview = std::move(preview_);
+    preview_.reset();
+    preview_sent_ = now;
+  }
+  return batch;
+}
+
+void EventHub::dispatch_loop() {
+  Clock::time_point next_ping = Clock::now() + options_.ping_every;
+  Clock::time_point next_round{};
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    if (Clock::now() < next_round) {
+      wake_.wait_until(lock, next_round, [&] { return stopping_; });
+      continue;
+    }
+    const Clock::time_point now = Clock::now();
+    Batch batch = take_locked(now);
+    if (now >= next_ping) {
+      batch.ping = true;
+      next_ping = now + options_.ping_every;
+    }
+    if (batch.changes.empty() && batch.progress.empty() && !batch.preview && !batch.ping) {
+      Clock::time_point until = next_ping;
+      if (const auto due = next_due_locked()) until = std::min(until, *due);
+      wake_.wait_until(lock, until);
+      continue;
+    }
+    lock.unlock();
+    send(batch);
+    next_round = now + options_.min_round_gap;
+    lock.lock();
+  }
+}
+
+std::string EventHub::queue_message(const QueueState& q) const {
+  return dump({{"type", "queue"}, {"queued", q.queued}, {"running", q.running.empty() ? json(nullptr) : json(q.running)}});
+}
+
+// Each message is built once; each client gets the round's messages in one batch (one wake-up
+// of its connection). Pushes never wait for a network write.
+void EventHub::send(const Batch& batch) {
+  using Kind = MessageStream::Outgoing::Kind;
+  std::lock_guard lock(clients_mutex_);
+  std::vector<MessageStream::Outgoing> out;
+  auto add_job = [&](const JobEvent& event, Kind kind) {
+    const auto previous = sent_.find(event.id);
+    if (previous != sent_.end() && previous->second == event) return;  // nothing new to say
+    out.push_back({kind, event.id, dump(job_event(event))});
+    if (is_finished(event.state)) sent_.erase(event.id);
+    else sent_[event.id] = event;
+  };
+  for (const Change& change : batch.changes) {
+    add_job(change.job, Kind::Change);
+    if (change.queue && *change.queue != sent_queue_) {
+      sent_queue_ = *change.queue;
+      out.push_back({Kind::Plain, "", queue_message(sent_queue_)});
+    }
+  }
+  for (const JobEvent& event : batch.progress) add_job(event, Kind::Update);
+  bool binary = false;
+  if (const auto& p = batch.preview) {
+    // One running job at a time: a slow client's unsent preview is replaced by the newer one.
+    out.push_back({Kind::Update, "preview",
+                   dump({{"type", "preview"},
+                         {"job", p->job_id},
+                         {"seq", p->seq},
+                         {"image", p->image},
+                         {"step", p->step},
+                         {"steps", p->steps},
+                         {"method", p->method},
+                         {"width", p->width},
+                         {"height", p->height},
+                         {"content_type", preview_content_type(p->format)}})});
+    binary = std::any_of(clients_.begin(), clients_.end(), [](const Client& c) { return c.binary_previews; });
+    if (binary) out.push_back({Kind::Binary, "", preview_frame(*p)});
+  }
+  if (batch.ping) out.push_back({Kind::Plain, "", dump({{"type", "ping"}, {"time_ms", unix_ms()}})});
+  if (out.empty()) return;
+  // Streams closed by their connection (gone, or dropped for falling behind) leave here.
+  std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
+  for (auto& c : clients_) c.stream->push_batch(out, c.binary_previews);
+}
+
+// The snapshot is what the connected clients were last sent, taken under the lock send() holds
+// while it pushes: every later message reaches the new client after its snapshot, so it may
+// see a state twice, never an older state after a newer one.
 std::shared_ptr<MessageStream> EventHub::subscribe(bool binary_previews) {
   auto stream = std::make_shared<MessageStream>();
-  std::lock_guard lock(mutex_);
-  if (stopping_) {
+  std::lock_guard lock(clients_mutex_);
+  if (stopped_) {
     stream->close();
     return stream;
   }
-  stream->push(queue_event().dump());
-  std::vector<Job> unfinished;
-  for (const Job& job : queue_.list())
-    if (job.state == JobState::Queued || job.state == JobState::Running) unfinished.push_back(job);
-  std::reverse(unfinished.begin(), unfinished.end());  // oldest first, as they happened
-  for (const Job& job : unfinished) stream->push(job_event(job).dump());
+  stream->push(queue_message(sent_queue_));
+  std::vector<const JobEvent*> unfinished;
+  for (const auto& [id, event] : sent_) unfinished.push_back(&event);
+  std::sort(unfinished.begin(), unfinished.end(), [](const JobEvent* a, const JobEvent* b) { return a->seq < b->seq; });
+  for (const JobEvent* event : unfinished) stream->push_change(event->id, dump(job_event(*event)));
   clients_.push_back({stream, binary_previews});
   return stream;
-}
-
-void EventHub::publish(const json& event) {
-  const std::string message = event.dump(-1, ' ', false, json::error_handler_t::replace);
-  std::lock_guard lock(mutex_);
-  // Streams closed by their connection (gone, or dropped for falling behind) leave here. A push
-  // only queues (message_stream.h), so holding the lock here costs the producer nothing more.
-  std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
-  for (auto& c : clients_) c.stream->push(message);
-}
-
-void EventHub::publish_preview(const Preview& preview) {
-  const std::string event = json{{"type", "preview"},
-                                 {"job", preview.job_id},
-                                 {"seq", preview.seq},
-                                 {"image", preview.image},
-                                 {"step", preview.step},
-                                 {"steps", preview.steps},
-                                 {"method", preview.method},
-                                 {"width", preview.width},
-                                 {"height", preview.height},
-                                 {"content_type", preview_content_type(preview.format)}}
-                                .dump();
-  std::string frame;  // built only when a client wants it
-  std::lock_guard lock(mutex_);
-  std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
-  for (auto& c : clients_) {
-    c.stream->push(event);
-    if (!c.binary_previews) continue;
-    if (frame.empty()) frame = preview_frame(preview);
-    c.stream->push_binary(frame);
-  }
-}
-
-void EventHub::on_job(const Job& job) {
-  bool state_changed;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = last_state_.find(job.id);
-    state_changed = it == last_state_.end() || it->second != job.state;
-    if (job.state == JobState::Queued || job.state == JobState::Running) last_state_[job.id] = job.state;
-    else if (it != last_state_.end()) last_state_.erase(it);
-  }
-  publish(job_event(job));
-  if (state_changed) publish(queue_event());
-}
-
-void EventHub::ping_loop(std::chrono::milliseconds every) {
-  std::unique_lock lock(mutex_);
-  while (!wake_.wait_for(lock, every, [this] { return stopping_; })) {
-    lock.unlock();
-    publish({{"type", "ping"}, {"time_ms", unix_ms()}});
-    lock.lock();
-  }
 }
 
 }  // namespace easel::server

@@ -34,6 +34,13 @@ std::optional<json> parse_json_body(const HttpRequest& req, const Responder& res
   return std::move(*body);
 }
 
+Result<std::string> submit_job(ServerState& s, std::string kind, json request, int priority, JobQueue::Listener on_finished) {
+  const json uploads = {{kUploadsField, request.value(kUploadsField, json::object())}};
+  auto id = s.queue.submit(std::move(kind), std::move(request), priority, std::move(on_finished));
+  if (!id.ok()) remove_uploads(uploads, s.uploads_dir);
+  return id;
+}
+
 std::optional<std::string> queue_full(const ServerState& s) {
   if (s.queue.queued_count() < s.max_queued_jobs) return std::nullopt;
   return cat("the queue is full (", s.max_queued_jobs, " jobs waiting); retry later");

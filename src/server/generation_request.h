@@ -16,6 +16,11 @@ namespace easel::server {
 // The body as JSON (client_json.h limits), or the 422 FastAPI sends for one that is not JSON.
 std::optional<nlohmann::json> parse_json_body(const HttpRequest& request, const Responder& respond);
 
+// Queues a prepared job. When the queue cannot take it (the job history cannot be written) the
+// job's stored uploads are deleted and the error returned: answer it with 503.
+Result<std::string> submit_job(ServerState& state, std::string kind, nlohmann::json request, int priority = 0,
+                               JobQueue::Listener on_finished = {});
+
 // Why a new job cannot be queued now (as many wait as ServerState::max_queued_jobs), or nothing.
 std::optional<std::string> queue_full(const ServerState& state);
 // `response` (a 503) with Retry-After, as an overloaded server answers.

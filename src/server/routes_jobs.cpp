@@ -7,6 +7,7 @@
 
 #include "server/event_hub.h"
 #include "server/generation_request.h"
+#include "server/header_text.h"
 #include "server/job_files.h"
 #include "server/server_state.h"
 
@@ -59,9 +60,18 @@ json job_json(const Job& job, const std::vector<Job>& all, const PreviewStore* p
   return j;
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return s;
+// What POST /easel/v1/jobs answers: the id, the state, and while queued the position.
+json accepted(ServerState& s, const std::string& id) {
+  json answer = {{"id", id}, {"state", "queued"}};
+  const auto job = s.queue.get(id);
+  if (!job.ok() || !job->has_value()) return answer;
+  answer["state"] = job_state_name((*job)->state);
+  if ((*job)->state == JobState::Queued) answer["queue_position"] = queue_position(s.queue.active(), **job);
+  return answer;
+}
+
+HttpResponse history_unreadable(const Error& error) {
+  return HttpResponse::error(503, "the job history cannot be read: " + error.message());
 }
 
 void submit(ServerState& s, HttpRequest& req, const Responder& respond) {
@@ -78,11 +88,9 @@ void submit(ServerState& s, HttpRequest& req, const Responder& respond) {
   const bool img2img = kind == "img2img";
   PreparedGeneration prepared = prepare_generation(s, request, img2img);
   if (!prepared.request) return respond(std::move(prepared.rejection));
-  const std::string id = s.queue.submit(kind.get<std::string>(), std::move(*prepared.request), priority.get<int>());
-  const auto job = s.queue.get(id);
-  json answer = {{"id", id}, {"state", job ? job_state_name(job->state) : "queued"}};
-  if (job && job->state == JobState::Queued) answer["queue_position"] = queue_position(s.queue.list(), *job);
-  respond(HttpResponse::json(answer, 202));
+  const auto id = submit_job(s, kind.get<std::string>(), std::move(*prepared.request), priority.get<int>());
+  if (!id.ok()) return respond(HttpResponse::error(503, id.error().message()));
+  respond(HttpResponse::json(accepted(s, *id), 202));
 }
 
 void list(ServerState& s, HttpRequest& req, const Responder& respond) {
@@ -91,29 +99,28 @@ void list(ServerState& s, HttpRequest& req, const Responder& respond) {
     state = parse_job_state(it->second);
     if (!state) return respond(HttpResponse::error(400, "state: expected queued, running, done, failed or cancelled"));
   }
-  size_t limit = 100;
-  if (auto it = req.query.find("limit"); it != req.query.end()) {
-    // The whole value must be the number: "5abc" is refused, not read as 5.
+  // The whole value must be the number: "5abc" is refused, not read as 5.
+  const auto number = [&](const char* name, int64_t fallback, int64_t lo, int64_t hi) -> std::optional<int64_t> {
+    const auto it = req.query.find(name);
+    if (it == req.query.end()) return fallback;
     const std::string& text = it->second;
-    long v = 0;
+    int64_t v = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size() || v < 1 || v > 10000)
-      return respond(HttpResponse::error(400, "limit: expected a number from 1 to 10000"));
-    limit = size_t(v);
-  }
-  const std::string q = lower(req.query.count("q") ? req.query.at("q") : "");
-  const std::vector<Job> all = s.queue.list();  // newest first
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi) return std::nullopt;
+    return v;
+  };
+  const auto limit = number("limit", 100, 1, 10000);
+  if (!limit) return respond(HttpResponse::error(400, "limit: expected a number from 1 to 10000"));
+  const auto offset = number("offset", 0, 0, INT64_MAX);
+  if (!offset) return respond(HttpResponse::error(400, "offset: expected a whole number from 0"));
+  const std::string q = req.query.count("q") ? req.query.at("q") : "";
+  const auto page = s.queue.query(JobQuery{state, q, size_t(*limit), size_t(*offset)});  // newest first
+  if (!page.ok()) return respond(history_unreadable(page.error()));
+  const std::vector<Job> active = s.queue.active();
   json jobs = json::array();
-  size_t total = 0;  // all that match, for a client that pages or shows a count
-  for (const Job& job : all) {
-    if (state && job.state != *state) continue;
-    if (!q.empty()) {
-      const json prompt = job.request.is_object() ? job.request.value("prompt", json("")) : json("");
-      if (!prompt.is_string() || lower(prompt.get<std::string>()).find(q) == std::string::npos) continue;
-    }
-    if (total++ < limit) jobs.push_back(job_json(job, all, s.previews));
-  }
-  respond(HttpResponse::json({{"jobs", jobs}, {"total", total}}));
+  for (const Job& job : page->jobs) jobs.push_back(job_json(job, active, s.previews));
+  // total: all that match, for a client that pages or shows a count
+  respond(HttpResponse::json({{"jobs", jobs}, {"total", page->total}}));
 }
 
 }  // namespace
@@ -123,9 +130,11 @@ void add_job_routes(Router& r, ServerState& s) {
   r.add("GET", "/easel/v1/jobs", [&s](HttpRequest& req, Responder respond) { list(s, req, respond); });
   r.add("GET", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
     const auto job = s.queue.get(req.params["id"]);
-    if (!job) return respond(HttpResponse::error(404, "no job with id " + req.params["id"]));
-    // The queue position needs the other jobs; a finished job does not pay for copying them.
-    respond(HttpResponse::json(job_json(*job, job->state == JobState::Queued ? s.queue.list() : std::vector<Job>{}, s.previews)));
+    if (!job.ok()) return respond(history_unreadable(job.error()));
+    if (!job->has_value()) return respond(HttpResponse::error(404, "no job with id " + req.params["id"]));
+    // The queue position needs the other unfinished jobs; a finished job does not pay for copying them.
+    const Job& j = **job;
+    respond(HttpResponse::json(job_json(j, j.state == JobState::Queued ? s.queue.active() : std::vector<Job>{}, s.previews)));
   });
   r.add("GET", "/easel/v1/jobs/{id}/preview", [&s](HttpRequest& req, Responder respond) {
     const std::string& id = req.params["id"];
@@ -139,17 +148,20 @@ void add_job_routes(Router& r, ServerState& s) {
   });
   r.add("DELETE", "/easel/v1/jobs/{id}", [&s](HttpRequest& req, Responder respond) {
     const std::string& id = req.params["id"];
-    const auto job = s.queue.get(id);
-    if (!job) return respond(HttpResponse::error(404, "no job with id " + id));
-    if (!s.queue.cancel(id))
-      return respond(HttpResponse::error(409, "job " + id + " has already finished (" +
-                                                  std::string(job_state_name(s.queue.get(id)->state)) + ")"));
-    // A queued job is cancelled now; a running one stops at its next step (202: not yet).
-    const auto after = s.queue.get(id);
-    const bool now = after && after->state == JobState::Cancelled;
-    respond(HttpResponse::json({{"id", id}, {"state", job_state_name(after ? after->state : JobState::Cancelled)},
-                                {"cancel_requested", true}},
-                               now ? 200 : 202));
+    // The answer says what this request did: a running job may stop (and read as cancelled)
+    // before the answer is written, and it is still a request, not a cancellation done.
+    switch (s.queue.cancel(id)) {
+      case CancelOutcome::Unknown: return respond(HttpResponse::error(404, "no job with id " + id));
+      case CancelOutcome::AlreadyFinished: {
+        const auto job = s.queue.get(id);
+        const std::string state = job.ok() && job->has_value() ? std::string(job_state_name((*job)->state)) : "finished";
+        return respond(HttpResponse::error(409, "job " + id + " has already finished (" + state + ")"));
+      }
+      case CancelOutcome::CancelledNow:
+        return respond(HttpResponse::json({{"id", id}, {"state", "cancelled"}, {"cancel_requested", true}}, 200));
+      case CancelOutcome::CancelRequested:
+        return respond(HttpResponse::json({{"id", id}, {"state", "running"}, {"cancel_requested", true}}, 202));
+    }
   });
 
   if (!s.events) return;
@@ -158,7 +170,7 @@ void add_job_routes(Router& r, ServerState& s) {
     respond(HttpResponse::streaming(hub.subscribe()));
   });
   r.add("GET", "/easel/v1/ws", [&hub](HttpRequest& req, Responder respond) {
-    if (lower(req.header("upgrade")) != "websocket") {
+    if (ascii_lower(req.header("upgrade")) != "websocket") {
       HttpResponse r = HttpResponse::error(426, "this is a WebSocket endpoint: connect with a WebSocket client "
                                                 "(or read /easel/v1/events as Server-Sent Events)");
       r.headers.emplace_back("Upgrade", "websocket");

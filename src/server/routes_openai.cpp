@@ -124,7 +124,7 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
   std::string base = s.public_url.empty() ? "http://" + req.local_address : s.public_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   base += "/outputs/";
-  s.queue.submit(kind, std::move(r.a1111), 0, [respond, outputs, base, format = r.response_format](const Job& job) {
+  const auto queued = submit_job(s, kind, std::move(r.a1111), 0, [respond, outputs, base, format = r.response_format](const Job& job) {
     if (job.state == JobState::Cancelled) return respond(openai_error(409, "the job was cancelled", "server_error"));
     if (job.state != JobState::Done) return respond(openai_error(500, job.error, "server_error"));
     json data = json::array();
@@ -139,6 +139,7 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
     }
     respond(HttpResponse::json({{"created", int64_t(std::time(nullptr))}, {"data", data}}));
   });
+  if (!queued.ok()) respond(openai_error(503, queued.error().message(), "server_error"));
 }
 
 void generations(ServerState& s, HttpRequest& req, const Responder& respond) {

@@ -26,7 +26,7 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
   // The answer comes when the job ends; no HTTP thread waits for it.
   const fs::path outputs = s.runner.outputs_dir();
   json parameters = without_uploads(job_request);
-  s.queue.submit(img2img ? "img2img" : "txt2img", std::move(job_request), 0,
+  const auto queued = submit_job(s, img2img ? "img2img" : "txt2img", std::move(job_request), 0,
                  [respond, outputs, parameters = std::move(parameters)](const Job& job) {
                    if (job.state == JobState::Cancelled) return respond(HttpResponse::error(409, "the job was cancelled"));
                    if (job.state != JobState::Done) return respond(HttpResponse::error(500, job.error));
@@ -39,6 +39,7 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
                                                {"parameters", parameters},
                                                {"info", job.result["info"].dump()}}));
                  });
+  if (!queued.ok()) respond(HttpResponse::error(503, queued.error().message()));
 }
 
 // FastAPI's bool query parameters.

@@ -45,12 +45,12 @@ struct ServerApp::Parts {
     r.threads = o.threads;
     r.preview_every = o.preview_every;
     r.preview_time_share = o.preview_time_share;
-    // On the executor thread: keeps the image and queues the events, never waits for a client.
+    // On the executor thread: keeps the image and hands it to the event dispatcher, never waits for a client.
     r.on_preview = [this, after = o.after_preview](Preview p) {
       // Stored before it is announced: a client told of it can fetch it at once.
       auto stored = std::make_shared<const Preview>(std::move(p));
       previews.put(stored);
-      events.publish_preview(*stored);
+      events.publish_preview(stored);
       if (after) after(*stored);
     };
     return r;
@@ -80,7 +80,7 @@ Status ServerApp::start() {
   EASEL_TRY_STATUS(add_security_hooks(http, options_.security));
   parts_->http = std::make_unique<HttpServer>(http, parts_->router);
   EASEL_TRY_STATUS(parts_->http->start());
-  parts_->queue.start();
+  EASEL_TRY_STATUS(parts_->queue.start());
   return {};
 }
 

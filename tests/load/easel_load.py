@@ -27,8 +27,8 @@ def free_port():
 class Server:
     """One `easel serve` on `root`'s models, outputs and data folders, on a new free port each start."""
 
-    def __init__(self, root, easel=EASEL, threads=2):
-        self.root, self.easel, self.threads = root, easel, threads
+    def __init__(self, root, easel=EASEL, threads=2, extra_args=()):
+        self.root, self.easel, self.threads, self.extra_args = root, easel, threads, list(extra_args)
         self.proc, self.port, self.logs = None, None, []
 
     def start(self, timeout=30):
@@ -38,7 +38,7 @@ class Server:
         self.proc = subprocess.Popen(
             [self.easel, "--threads", str(self.threads), "serve", "--port", str(self.port), "--rate-limit", "0",
              "--models-dir", os.path.join(self.root, "models"), "--outputs-dir", os.path.join(self.root, "outputs"),
-             "--data-dir", os.path.join(self.root, "data")],
+             "--data-dir", os.path.join(self.root, "data")] + self.extra_args,
             stdout=open(log, "w"), stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
