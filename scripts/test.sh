@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds easel and runs every test; then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer
-# and runs the parser tests (safetensors, images: truncated, corrupt and hostile files) under them.
+# and runs under them the parser tests (safetensors, images: truncated, corrupt and hostile files)
+# and the server's hostile-client tests (10,000 fuzzed requests, validation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -16,4 +17,4 @@ python3 tests/browser/test_ui.py --easel build/easel  # the web UI in headless c
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEASEL_SANITIZE=ON -DEASEL_BUILD_BENCH=OFF
 cmake --build build-asan -j "$jobs" --target easel_tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  build-asan/tests/easel_tests --gtest_filter='Parser*' --gtest_brief=1
+  build-asan/tests/easel_tests --gtest_filter='Parser*:ServerFuzz*:ServerValidation*' --gtest_brief=1

@@ -1,5 +1,7 @@
 // easel serve [--host H] [--port P] [--listen] [--models-dir DIR] ...
 // The server: A1111 / SD.Next API (and, as they land, OpenAI images, native jobs, the web UI).
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -33,7 +35,33 @@ void add_serve_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--cors-origins", options->security.cors_origins, "origins allowed cross-origin access: a,b (* for any); off by default")
       ->delimiter(',');
+  cmd->add_option("--allowed-hosts", options->security.allowed_hosts,
+                  "host names the server answers to besides localhost / 127.0.0.1 (DNS rebinding protection): a,b")
+      ->delimiter(',');
+  cmd->add_option("--public-url", options->security.public_url,
+                  "the URL clients reach the server by (behind a proxy: https://host/prefix); base of absolute URLs")
+      ->check([](const std::string& url) {
+        return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0 ? std::string()
+                                                                            : std::string("must start with http:// or https://");
+      });
+  cmd->add_option("--max-client-connections", options->max_client_connections,
+                  "open connections per client address (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--request-timeout", options->request_timeout_s,
+                  "seconds a client has to send a request's header (also the keep-alive idle limit) and between pieces of its body")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-queued-jobs", options->max_queued_jobs, "jobs that may wait at once; more are refused with 503 (overload)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--http-workers", options->http_workers, "threads that parse request bodies and decode uploads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->callback([options, listen, &global, &exit_code] {
+    // Request bodies and uploads of tens of MB are allocated with mmap, so freeing them gives the
+    // memory back to the system at once instead of growing the heap for good.
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     if (*listen) options->host = "0.0.0.0";
     options->threads = global.threads;
     // SIGINT / SIGTERM are waited for below; block them before any thread starts so none of

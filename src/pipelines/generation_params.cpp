@@ -1,5 +1,7 @@
 #include "pipelines/generation_params.h"
 
+#include "sampling/samplers.h"
+
 namespace easel {
 
 Status validate(const GenerationParams& p, const GenerationLimits& limits) {
@@ -32,6 +34,10 @@ Status validate(const GenerationParams& p, const GenerationLimits& limits) {
     return Error(cat("inpaint_full_res_padding: ", p.inpaint_full_res_padding, " is outside 0..4096 pixels"));
   if (p.inpainting_mask_invert != 0 && p.inpainting_mask_invert != 1)
     return Error(cat("inpainting_mask_invert: ", p.inpainting_mask_invert, " is not 0 or 1"));
+  // Names are checked here, not when sampling starts: a job must not be queued only to fail later.
+  if (auto s = sampling::parse_sampler_and_schedule(p.sampler_name); !s.ok()) return Error(cat("sampler_name: ", s.error().message()));
+  if (auto s = sampling::parse_sampler_and_schedule("Euler", p.scheduler); !s.ok())
+    return Error(cat("scheduler: ", s.error().message()));
   if (!p.mask.empty() && p.init_image.empty()) return Error("mask: inpainting needs an init image too");
   return {};
 }

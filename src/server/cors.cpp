@@ -4,9 +4,14 @@
 
 namespace easel::server {
 
+bool Cors::any() const { return std::find(origins_.begin(), origins_.end(), "*") != origins_.end(); }
+
 bool Cors::allowed(const std::string& origin) const {
   if (origin.empty()) return false;
-  return std::any_of(origins_.begin(), origins_.end(), [&](const std::string& o) { return o == "*" || o == origin; });
+  if (any()) return true;
+  // "null" (sandboxed frames, file:// pages) is shared by every such page: never trusted by name.
+  if (origin == "null") return false;
+  return std::find(origins_.begin(), origins_.end(), origin) != origins_.end();
 }
 
 std::optional<HttpResponse> Cors::preflight(const HttpRequest& request) const {
@@ -28,8 +33,15 @@ std::optional<HttpResponse> Cors::preflight(const HttpRequest& request) const {
 void Cors::decorate(const HttpRequest& request, HttpResponse& response) const {
   const std::string origin = request.header("origin");
   if (!enabled() || !allowed(origin)) return;
-  response.headers.emplace_back("Access-Control-Allow-Origin", origin);
-  response.headers.emplace_back("Access-Control-Allow-Credentials", "true");
+  // "*" lets any page read the answers, so it must not be read with the user's cookies or Basic
+  // credentials: browsers refuse "*" with credentials, and echoing the origin instead would hand
+  // every site the user's session. Only a listed origin is trusted with credentials.
+  if (any()) {
+    response.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  } else {
+    response.headers.emplace_back("Access-Control-Allow-Origin", origin);
+    response.headers.emplace_back("Access-Control-Allow-Credentials", "true");
+  }
   response.headers.emplace_back("Access-Control-Expose-Headers", "Retry-After");
   response.headers.emplace_back("Vary", "Origin");
 }

@@ -1,5 +1,6 @@
 // CORS: off unless origins are configured (`--cors-origins a,b`, "*" for any). Then responses to
-// requests from those origins carry Access-Control-Allow-Origin, and OPTIONS preflights are
+// requests from those origins carry Access-Control-Allow-Origin (the origin and
+// Allow-Credentials for a listed origin; "*" without credentials for "*"), and OPTIONS preflights are
 // answered here, before authentication, since browsers send them without credentials.
 #pragma once
 
@@ -21,6 +22,7 @@ class Cors {
   void decorate(const HttpRequest& request, HttpResponse& response) const;
 
  private:
+  bool any() const;  // "*" configured
   bool allowed(const std::string& origin) const;
   std::vector<std::string> origins_;
 };

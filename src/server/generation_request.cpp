@@ -2,6 +2,7 @@
 
 #include "io/base64.h"
 #include "server/a1111_request.h"
+#include "server/client_json.h"
 #include "server/job_files.h"
 
 namespace easel::server {
@@ -23,14 +24,24 @@ PreparedGeneration reject(HttpResponse response) { return {std::nullopt, std::mo
 }  // namespace
 
 std::optional<json> parse_json_body(const HttpRequest& req, const Responder& respond) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) {
-    respond(HttpResponse::json({{"detail", json::array({{{"loc", {"body"}}, {"msg", "the request body is not valid JSON"},
-                                                         {"type", "value_error.jsondecode"}}})}},
-                               422));
+  auto body = parse_client_json(req.body);
+  if (!body.ok()) {
+    respond(HttpResponse::json(
+        {{"detail", json::array({{{"loc", {"body"}}, {"msg", body.error().message()}, {"type", "value_error.jsondecode"}}})}},
+        422));
     return std::nullopt;
   }
-  return body;
+  return std::move(*body);
+}
+
+std::optional<std::string> queue_full(const ServerState& s) {
+  if (s.queue.queued_count() < s.max_queued_jobs) return std::nullopt;
+  return cat("the queue is full (", s.max_queued_jobs, " jobs waiting); retry later");
+}
+
+HttpResponse overloaded(HttpResponse response) {
+  response.headers.emplace_back("Retry-After", "10");
+  return response;
 }
 
 HttpResponse validation_error(const std::string& field, const std::string& msg) {
@@ -41,32 +52,38 @@ HttpResponse validation_error(const std::string& field, const std::string& msg) 
 
 PreparedGeneration prepare_generation(ServerState& s, const json& body, bool img2img) {
   ValidationErrors errors;
-  GenerationParams p = parse_a1111_request(body, img2img, errors);
+  A1111Request parsed = parse_a1111_request(body, img2img, errors);
   if (errors.empty())
-    if (Status v = validate(p, s.limits); !v.ok()) errors.add("", v.error().message(), "value_error");
+    if (Status v = validate(parsed.params, s.limits); !v.ok()) errors.add("", v.error().message(), "value_error");
   if (!errors.empty()) return reject(HttpResponse::json({{"detail", errors.detail}}, 422));
-  const std::string checkpoint = requested_checkpoint(body);
+  const std::string checkpoint = requested_checkpoint(parsed.fields);
   if (!checkpoint.empty() && !s.catalog.find_checkpoint(checkpoint))
     return reject(validation_error("override_settings.sd_model_checkpoint", "no checkpoint named '" + checkpoint + "'"));
   if (checkpoint.empty() && s.runner.current_checkpoint().empty())
     return reject(HttpResponse::error(
-        503, "no Stable Diffusion checkpoint: put one in " + (s.catalog.dir() / "Stable-diffusion").string() +
-                 " and call /sdapi/v1/refresh-checkpoints"));
+        503, "no Stable Diffusion checkpoint: put one in the models folder's Stable-diffusion directory and call "
+             "/sdapi/v1/refresh-checkpoints"));
 
-  json job_request = body;
+  if (auto full = queue_full(s)) return reject(overloaded(HttpResponse::error(503, *full)));
+
+  json job_request = std::move(parsed.fields);
   if (img2img) {
     const json& inits = body.value("init_images", json::array());
     if (!inits.is_array() || inits.empty()) return reject(validation_error("init_images", "at least one image is required"));
+    JobUploads uploads;
     auto file = store_upload(s, inits[0], "init_images.0");
     if (!file.ok()) return reject(validation_error("init_images", file.error().message()));
-    job_request["init_image_files"] = json::array({*file});
+    uploads.init_images.push_back(*file);
+    attach_uploads(job_request, uploads);
     if (body.contains("mask") && !body["mask"].is_null()) {
       auto mask = store_upload(s, body["mask"], "mask");
-      if (!mask.ok()) return reject(validation_error("mask", mask.error().message()));
-      job_request["mask_file"] = *mask;
+      if (!mask.ok()) {
+        remove_uploads(job_request, s.uploads_dir);
+        return reject(validation_error("mask", mask.error().message()));
+      }
+      uploads.mask = *mask;
+      attach_uploads(job_request, uploads);
     }
-    job_request.erase("init_images");
-    job_request.erase("mask");
   }
   return {std::move(job_request), {}};
 }

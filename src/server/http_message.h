@@ -25,7 +25,9 @@ struct HttpRequest {
   std::map<std::string, std::string> query;   // percent-decoded query parameters
   std::map<std::string, std::string> headers; // names lower-case
   std::string body;
+  bool has_body = false;                      // the header announces a body (known before it is read)
   std::string client;                         // remote address, for rate limiting and logs
+  std::string local_address;                  // where the connection was accepted: "127.0.0.1:7860", "[::1]:7860"
   std::map<std::string, std::string> params;  // "{id}" segments of the matched route
 
   // The header's value, or "" (name in any case).

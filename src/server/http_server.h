@@ -1,9 +1,13 @@
 // The HTTP/1.1 server (Boost.Beast): accepts connections on a few I/O threads, reads each request
-// (refusing bodies over the limit with a JSON 413), runs the `before` hook (authentication, rate
-// limits), dispatches to the router and writes whatever the handler answers, whenever it answers.
-// I/O threads only parse and route: generation runs on the job queue's executor.
+// (its header first: ambiguous framing, the stuff of request smuggling, is refused with 400 and the
+// connection closed; bodies over the limit get a JSON 413), runs the `before` hook (authentication,
+// rate limits), dispatches to the router and writes whatever the handler answers, whenever it
+// answers. I/O threads only read, write and route cheap requests: a request with a body (JSON to
+// parse, an image to decode) is handled on a small worker pool, so polling stays quick; generation
+// runs on the job queue's executor.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -21,7 +25,17 @@ struct ServerOptions {
   int port = 7860;  // 0: any free port (tests)
   size_t max_body_bytes = size_t(64) << 20;
   int io_threads = 2;
-  // Runs before routing; a response stops the request there (401, 429, ...).
+  int worker_threads = 2;  // handle requests that have a body
+  // Slow or idle clients must not hold connections: a request's header must be complete this long
+  // after the server starts waiting for it (so also the keep-alive idle limit); its body must make
+  // progress as often, and all of it arrive within this plus its length at min_body_rate.
+  // Event streams (SSE, WebSocket) keep their own timeouts.
+  std::chrono::milliseconds request_timeout{10000};
+  size_t min_body_rate = 64 * 1024;  // bytes per second
+  // Open connections per client address; the next one is answered 429 and closed. 0: no limit.
+  int max_client_connections = 256;
+  // Runs once a request's header is read, before its body is: a response stops the request there
+  // (401, 403, 415, 429, ...) and the body is never buffered. `has_body` is set; `body` is empty.
   std::function<std::optional<HttpResponse>(HttpRequest&)> before;
   // Runs on every response before it is written (CORS headers, ...).
   std::function<void(const HttpRequest&, HttpResponse&)> after;

@@ -1,5 +1,6 @@
 #include "server/job_files.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "server/job_queue.h"
@@ -7,12 +8,24 @@
 namespace easel::server {
 
 namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+bool is_upload_id(const std::string& id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
 
 Result<std::string> store_upload(ServerState& state, const Image& image) {
-  fs::create_directories(state.uploads_dir);
-  const fs::path file = state.uploads_dir / (random_id() + ".png");
-  EASEL_TRY_STATUS(write_image(file, image, ImageFormat::Png));
-  return file.string();
+  std::error_code ec;
+  fs::create_directories(state.uploads_dir, ec);
+  const std::string id = random_id();
+  // The error names no server path: it reaches the client.
+  if (Status s = write_image(state.uploads_dir / (id + ".png"), image, ImageFormat::Png); !s.ok())
+    return Error("the server cannot store the uploaded image (is its --data-dir writable and not full?)");
+  return id;
 }
 
 Result<std::string> store_upload(ServerState& state, std::span<const uint8_t> bytes, const std::string& field) {
@@ -20,23 +33,44 @@ Result<std::string> store_upload(ServerState& state, std::span<const uint8_t> by
   return store_upload(state, image);
 }
 
+JobUploads job_uploads(const json& job_request) {
+  JobUploads u;
+  const auto it = job_request.is_object() ? job_request.find(kUploadsField) : job_request.end();
+  if (it == job_request.end() || !it->is_object()) return u;
+  for (const auto& id : it->value("init_images", json::array()))
+    if (id.is_string()) u.init_images.push_back(id.get<std::string>());
+  if (const auto m = it->find("mask"); m != it->end() && m->is_string()) u.mask = m->get<std::string>();
+  return u;
+}
+
+void attach_uploads(json& job_request, const JobUploads& uploads) {
+  json u = {{"init_images", uploads.init_images}};
+  if (!uploads.mask.empty()) u["mask"] = uploads.mask;
+  job_request[kUploadsField] = std::move(u);
+}
+
+json without_uploads(const json& job_request) {
+  json r = job_request;
+  if (r.is_object()) r.erase(kUploadsField);
+  return r;
+}
+
+std::optional<fs::path> upload_path(const fs::path& uploads_dir, const std::string& id) {
+  if (!is_upload_id(id)) return std::nullopt;
+  return uploads_dir / (id + ".png");
+}
+
+void remove_uploads(const json& job_request, const fs::path& uploads_dir) {
+  JobUploads u = job_uploads(job_request);
+  if (!u.mask.empty()) u.init_images.push_back(u.mask);
+  std::error_code ec;
+  for (const std::string& id : u.init_images)
+    if (const auto path = upload_path(uploads_dir, id)) fs::remove(*path, ec);
+}
+
 std::string read_whole_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void remove_uploads(const nlohmann::json& job_request, const std::filesystem::path& uploads_dir) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> files;
-  for (const auto& f : job_request.value("init_image_files", nlohmann::json::array()))
-    if (f.is_string()) files.push_back(f.get<std::string>());
-  if (auto m = job_request.find("mask_file"); m != job_request.end() && m->is_string()) files.push_back(m->get<std::string>());
-  std::error_code ec;
-  const fs::path dir = fs::weakly_canonical(uploads_dir, ec);
-  for (const std::string& f : files) {
-    const fs::path p = fs::weakly_canonical(f, ec);
-    if (!ec && p.parent_path() == dir) fs::remove(p, ec);
-  }
 }
 
 }  // namespace easel::server

@@ -3,21 +3,11 @@
 #include <algorithm>
 #include <cctype>
 
+#include "server/header_text.h"
+
 namespace easel::server {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // `key=value` / `key="quoted \" value"` parameters after the first ';' of a header value.
 std::string header_param(std::string_view value, std::string_view key) {
@@ -27,7 +17,7 @@ std::string header_param(std::string_view value, std::string_view key) {
     while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
     const size_t eq = value.find('=', i);
     if (eq == std::string_view::npos) return "";
-    const std::string name = lower(trim(value.substr(i, eq - i)));
+    const std::string name = ascii_lower(trim_blanks(value.substr(i, eq - i)));
     size_t j = eq + 1;
     std::string v;
     if (j < value.size() && value[j] == '"') {
@@ -38,7 +28,7 @@ std::string header_param(std::string_view value, std::string_view key) {
       if (j < value.size()) ++j;  // closing quote
     } else {
       const size_t end = std::min(value.find(';', j), value.size());
-      v = std::string(trim(value.substr(j, end - j)));
+      v = std::string(trim_blanks(value.substr(j, end - j)));
       j = end;
     }
     if (name == key) return v;
@@ -51,7 +41,7 @@ std::string header_param(std::string_view value, std::string_view key) {
 
 Result<std::string> multipart_boundary(std::string_view content_type) {
   const size_t semi = content_type.find(';');
-  if (lower(trim(content_type.substr(0, semi))) != "multipart/form-data")
+  if (ascii_lower(trim_blanks(content_type.substr(0, semi))) != "multipart/form-data")
     return Error("expected a multipart/form-data body (Content-Type is '" + std::string(content_type) + "')");
   const std::string boundary = header_param(content_type, "boundary");
   // RFC 2046: 1 to 70 characters; no CR/LF (they would end the delimiter line).
@@ -95,10 +85,10 @@ Result<std::vector<MultipartPart>> parse_multipart(std::string_view body, std::s
       headers = eol == std::string_view::npos ? std::string_view() : headers.substr(eol + 2);
       const size_t colon = line.find(':');
       if (colon == std::string_view::npos) return Error("multipart body: a part header has no ':'");
-      const std::string name = lower(trim(line.substr(0, colon)));
-      const std::string_view value = trim(line.substr(colon + 1));
+      const std::string name = ascii_lower(trim_blanks(line.substr(0, colon)));
+      const std::string_view value = trim_blanks(line.substr(colon + 1));
       if (name == "content-disposition") {
-        if (lower(trim(value.substr(0, value.find(';')))) != "form-data")
+        if (ascii_lower(trim_blanks(value.substr(0, value.find(';')))) != "form-data")
           return Error("multipart body: a part's Content-Disposition is not form-data");
         part.name = header_param(value, "name");
         part.filename = header_param(value, "filename");

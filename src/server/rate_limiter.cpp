@@ -28,7 +28,7 @@ void RateLimiter::expire(Window& w, Clock::time_point now) const {
   }
 }
 
-std::optional<int> RateLimiter::spend(const std::string& client, int cost) {
+std::optional<int> RateLimiter::take(const std::string& client, int cost, bool commit) {
   if (budget_ <= 0 || cost <= 0) return std::nullopt;
   const auto now = now_();
   std::lock_guard lock(mutex_);
@@ -55,6 +55,7 @@ std::optional<int> RateLimiter::spend(const std::string& client, int cost) {
     const auto wait = std::chrono::ceil<std::chrono::seconds>(until - now).count();
     return int(std::max<int64_t>(1, wait));
   }
+  if (!commit) return std::nullopt;
   w.spent.push_back({now, cost});
   w.total += cost;
   return std::nullopt;

@@ -29,7 +29,9 @@ class RateLimiter {
 
   // Spends `cost` units for `client`; when that would pass the budget, nothing is spent and the
   // answer is the seconds to wait (>= 1) until it would fit.
-  std::optional<int> spend(const std::string& client, int cost);
+  std::optional<int> spend(const std::string& client, int cost) { return take(client, cost, true); }
+  // What spend() would answer, without spending.
+  std::optional<int> peek(const std::string& client, int cost) { return take(client, cost, false); }
   // Nothing, or the 429 to answer (Retry-After set, JSON body in the request's API shape).
   std::optional<HttpResponse> check(const HttpRequest& request);
 
@@ -43,6 +45,7 @@ class RateLimiter {
     int total = 0;
   };
   void expire(Window& w, Clock::time_point now) const;
+  std::optional<int> take(const std::string& client, int cost, bool commit);
 
   int budget_;
   std::function<Clock::time_point()> now_;

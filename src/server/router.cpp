@@ -25,6 +25,7 @@ std::string_view reason_phrase(int status) {
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Entity";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";

@@ -3,9 +3,11 @@
 // Server-Sent Events or a WebSocket (event_hub.h).
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 #include "server/event_hub.h"
 #include "server/generation_request.h"
+#include "server/job_files.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -13,6 +15,8 @@ namespace easel::server {
 using nlohmann::json;
 
 namespace {
+
+constexpr int64_t kMaxPriority = 1000;
 
 // Jobs ahead of this queued one: higher priority first, then first come first served (the
 // executor's order).
@@ -23,17 +27,6 @@ int queue_position(const std::vector<Job>& jobs, const Job& job) {
         (other.priority > job.priority || (other.priority == job.priority && other.seq < job.seq)))
       ++ahead;
   return ahead;
-}
-
-// The request as a client may see it again (to recall its parameters): without the server-side
-// paths of stored uploads.
-json public_request(const json& request) {
-  json r = request;
-  if (r.is_object()) {
-    r.erase("init_image_files");
-    r.erase("mask_file");
-  }
-  return r;
 }
 
 json job_json(const Job& job, const std::vector<Job>& all, const PreviewStore* previews) {
@@ -49,7 +42,7 @@ json job_json(const Job& job, const std::vector<Job>& all, const PreviewStore* p
             {"error", job.error.empty() ? json(nullptr) : json(job.error)},
             {"interrupted", job.interrupted},
             {"skipped", job.skipped},
-            {"request", public_request(job.request)},
+            {"request", without_uploads(job.request)},
             {"result", nullptr}};
   if (job.state == JobState::Queued) j["queue_position"] = queue_position(all, job);
   // The latest live preview, while the server remembers it (recent jobs only).
@@ -94,12 +87,17 @@ void submit(ServerState& s, HttpRequest& req, const Responder& respond) {
   const json request = body->value("request", json::object());
   if (!request.is_object()) return respond(validation_error("request", "expected an object of A1111 fields"));
   const json priority = body->value("priority", json(0));
-  if (!priority.is_number_integer()) return respond(validation_error("priority", "value is not a valid integer"));
+  if (!priority.is_number_integer() || priority.get<int64_t>() < -kMaxPriority || priority.get<int64_t>() > kMaxPriority)
+    return respond(validation_error("priority", cat("an integer from ", -kMaxPriority, " to ", kMaxPriority, " expected")));
   const bool img2img = kind == "img2img";
   PreparedGeneration prepared = prepare_generation(s, request, img2img);
   if (!prepared.request) return respond(std::move(prepared.rejection));
-  const auto id = s.queue.submit(kind.get<std::string>(), std::move(*prepared.request), priority.get<int>());
-  if (!id.ok()) return respond(HttpResponse::error(503, id.error().message()));
+  // A copy is kept to delete the uploads of a job the queue refuses (requests are small: uploads are ids).
+  const auto id = s.queue.submit(kind.get<std::string>(), json(*prepared.request), priority.get<int>());
+  if (!id.ok()) {
+    remove_uploads(*prepared.request, s.uploads_dir);
+    return respond(HttpResponse::error(503, id.error().message()));
+  }
   respond(HttpResponse::json(accepted(s, *id), 202));
 }
 
@@ -111,23 +109,20 @@ void list(ServerState& s, HttpRequest& req, const Responder& respond) {
   }
   size_t limit = 100;
   if (auto it = req.query.find("limit"); it != req.query.end()) {
-    try {
-      const long v = std::stol(it->second);
-      if (v < 1 || v > 10000) throw std::out_of_range("limit");
-      limit = size_t(v);
-    } catch (const std::exception&) {
+    // The whole value must be the number: "5abc" is refused, not read as 5.
+    const std::string& text = it->second;
+    long v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || v < 1 || v > 10000)
       return respond(HttpResponse::error(400, "limit: expected a number from 1 to 10000"));
-    }
+    limit = size_t(v);
   }
   size_t offset = 0;
   if (auto it = req.query.find("offset"); it != req.query.end()) {
-    try {
-      const long long v = std::stoll(it->second);
-      if (v < 0) throw std::out_of_range("offset");
-      offset = size_t(v);
-    } catch (const std::exception&) {
+    const std::string& text = it->second;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), offset);
+    if (ec != std::errc() || end != text.data() + text.size())
       return respond(HttpResponse::error(400, "offset: expected a number from 0"));
-    }
   }
   const std::string q = req.query.count("q") ? req.query.at("q") : "";
   const auto page = s.queue.query(JobQuery{state, q, limit, offset});  // newest first

@@ -8,6 +8,8 @@
 
 #include "io/base64.h"
 #include "server/a1111_request.h"
+#include "server/client_json.h"
+#include "server/generation_request.h"
 #include "server/job_files.h"
 #include "server/multipart.h"
 #include "server/openai_error.h"
@@ -38,6 +40,12 @@ struct ImageRequest {
   std::string response_format = "b64_json";
 };
 
+// The whole text is one int that fits: "5abc", "" and "4294967344" are not.
+bool whole_int(std::string_view text, int& out) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
 // The fields both endpoints share, from JSON (generations) or form fields as strings (edits).
 // Returns an error response, or nothing when `out` is ready.
 std::optional<HttpResponse> read_common(ServerState& s, const json& body, ImageRequest& out, int default_w, int default_h) {
@@ -47,21 +55,22 @@ std::optional<HttpResponse> read_common(ServerState& s, const json& body, ImageR
 
   int n = 1;
   if (const json v = body.value("n", json()); !v.is_null()) {
-    if (v.is_number_integer()) n = v.get<int>();
-    else if (v.is_string()) {
-      const std::string t = v.get<std::string>();
-      if (std::from_chars(t.data(), t.data() + t.size(), n).ptr != t.data() + t.size() || t.empty()) n = 0;
-    } else n = 0;
-    if (n < 1 || n > kMaxImages) return bad_request("'n' must be an integer from 1 to " + std::to_string(kMaxImages), "n");
+    bool ok = false;
+    if (v.is_number_integer()) {
+      ok = v.get<int64_t>() >= 1 && v.get<int64_t>() <= kMaxImages;  // checked before it narrows
+      if (ok) n = int(v.get<int64_t>());
+    } else if (v.is_string()) {
+      ok = whole_int(v.get<std::string>(), n);
+    }
+    if (!ok || n < 1 || n > kMaxImages) return bad_request("'n' must be an integer from 1 to " + std::to_string(kMaxImages), "n");
   }
 
   int w = default_w, h = default_h;
   if (const json v = body.value("size", json()); !v.is_null() && v != "auto") {
     const std::string t = v.is_string() ? v.get<std::string>() : "";
     const size_t x = t.find('x');
-    const bool ok = x != std::string::npos &&
-                    std::from_chars(t.data(), t.data() + x, w).ptr == t.data() + x && x > 0 &&
-                    std::from_chars(t.data() + x + 1, t.data() + t.size(), h).ptr == t.data() + t.size() && x + 1 < t.size();
+    const bool ok = x != std::string::npos && whole_int(std::string_view(t).substr(0, x), w) &&
+                    whole_int(std::string_view(t).substr(x + 1), h);
     if (!ok) return bad_request("'size' must be 'WIDTHxHEIGHT' (for example '512x512') or 'auto'", "size");
   }
 
@@ -89,25 +98,34 @@ std::optional<HttpResponse> read_common(ServerState& s, const json& body, ImageR
   return std::nullopt;
 }
 
-// The A1111 checks (ranges, multiples of 8, limits) with the first problem as an OpenAI 400.
-std::optional<HttpResponse> check_a1111(ServerState& s, const json& a1111, bool img2img) {
+// The A1111 checks (ranges, multiples of 8, limits) with the first problem as an OpenAI 400. On
+// success the request is reduced to the fields easel reads (a1111_request.h).
+std::optional<HttpResponse> check_a1111(ServerState& s, json& a1111, bool img2img) {
   ValidationErrors errors;
-  const GenerationParams p = parse_a1111_request(a1111, img2img, errors);
+  A1111Request parsed = parse_a1111_request(a1111, img2img, errors);
   if (!errors.empty()) {
     const json& e = errors.detail[0];
     const std::string field = e["loc"].size() > 1 ? e["loc"][1].get<std::string>() : "";
     return bad_request(field + ": " + e["msg"].get<std::string>(), field.empty() ? json() : json(field));
   }
-  if (Status v = validate(p, s.limits); !v.ok()) return bad_request(v.error().message());
+  if (Status v = validate(parsed.params, s.limits); !v.ok()) return bad_request(v.error().message());
+  a1111 = std::move(parsed.fields);
   return std::nullopt;
 }
 
 void submit(ServerState& s, const HttpRequest& req, const std::string& kind, ImageRequest r, const Responder& respond) {
+  if (auto full = queue_full(s)) {
+    remove_uploads(r.a1111, s.uploads_dir);
+    return respond(overloaded(openai_error(503, *full, "server_error")));
+  }
   const fs::path outputs = s.runner.outputs_dir();
-  // Absolute URLs, as OpenAI returns them; the host is the one the client reached us by.
-  const std::string host = req.header("host");
-  const std::string base = host.empty() ? "/outputs/" : "http://" + host + "/outputs/";
-  const auto queued = s.queue.submit(kind, std::move(r.a1111), 0, [respond, outputs, base, format = r.response_format](const Job& job) {
+  // Absolute URLs, as OpenAI returns them: from --public-url, else from the address the
+  // connection reached, never from the Host header (a client could point the links anywhere).
+  std::string base = s.public_url.empty() ? "http://" + req.local_address : s.public_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  base += "/outputs/";
+  // A copy is kept to delete the uploads of a job the queue refuses (requests are small: uploads are ids).
+  const auto queued = s.queue.submit(kind, json(r.a1111), 0, [respond, outputs, base, format = r.response_format](const Job& job) {
     if (job.state == JobState::Cancelled) return respond(openai_error(409, "the job was cancelled", "server_error"));
     if (job.state != JobState::Done) return respond(openai_error(500, job.error, "server_error"));
     json data = json::array();
@@ -122,12 +140,17 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
     }
     respond(HttpResponse::json({{"created", int64_t(std::time(nullptr))}, {"data", data}}));
   });
-  if (!queued.ok()) respond(openai_error(503, queued.error().message(), "server_error"));
+  if (!queued.ok()) {
+    remove_uploads(r.a1111, s.uploads_dir);
+    respond(openai_error(503, queued.error().message(), "server_error"));
+  }
 }
 
 void generations(ServerState& s, HttpRequest& req, const Responder& respond) {
-  const json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return respond(bad_request("the request body is not a JSON object"));
+  const auto parsed = parse_client_json(req.body);
+  if (!parsed.ok()) return respond(bad_request(parsed.error().message()));
+  const json& body = *parsed;
+  if (!body.is_object()) return respond(bad_request("the request body is not a JSON object"));
   ImageRequest r;
   if (auto e = read_common(s, body, r, kDefaultSide, kDefaultSide)) return respond(*e);
   if (auto e = check_a1111(s, r.a1111, false)) return respond(*e);
@@ -194,13 +217,19 @@ void edits(ServerState& s, HttpRequest& req, const Responder& respond) {
   if (fields.contains("strength")) r.a1111["denoising_strength"] = fields["strength"];
   if (auto e = check_a1111(s, r.a1111, true)) return respond(*e);
 
+  JobUploads uploads;
   auto init_file = store_upload(s, *image);
   if (!init_file.ok()) return respond(openai_error(500, init_file.error().message(), "server_error"));
-  r.a1111["init_image_files"] = json::array({*init_file});
+  uploads.init_images.push_back(*init_file);
+  attach_uploads(r.a1111, uploads);
   if (mask) {
     auto mask_file = store_upload(s, *mask);
-    if (!mask_file.ok()) return respond(openai_error(500, mask_file.error().message(), "server_error"));
-    r.a1111["mask_file"] = *mask_file;
+    if (!mask_file.ok()) {
+      remove_uploads(r.a1111, s.uploads_dir);
+      return respond(openai_error(500, mask_file.error().message(), "server_error"));
+    }
+    uploads.mask = *mask_file;
+    attach_uploads(r.a1111, uploads);
   }
   submit(s, req, "img2img", std::move(r), respond);
 }

@@ -6,6 +6,7 @@
 #include "server/a1111_request.h"
 #include "server/generation_request.h"
 #include "server/job_files.h"
+#include "server/sdapi_options.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -24,8 +25,9 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
 
   // The answer comes when the job ends; no HTTP thread waits for it.
   const fs::path outputs = s.runner.outputs_dir();
-  json parameters = *body;
-  const auto queued = s.queue.submit(img2img ? "img2img" : "txt2img", std::move(job_request), 0,
+  json parameters = without_uploads(job_request);
+  // A copy is kept to delete the uploads of a job the queue refuses (requests are small: uploads are ids).
+  const auto queued = s.queue.submit(img2img ? "img2img" : "txt2img", json(job_request), 0,
                  [respond, outputs, parameters = std::move(parameters)](const Job& job) {
                    if (job.state == JobState::Cancelled) return respond(HttpResponse::error(409, "the job was cancelled"));
                    if (job.state != JobState::Done) return respond(HttpResponse::error(500, job.error));
@@ -38,7 +40,10 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
                                                {"parameters", parameters},
                                                {"info", job.result["info"].dump()}}));
                  });
-  if (!queued.ok()) respond(HttpResponse::error(503, queued.error().message()));
+  if (!queued.ok()) {
+    remove_uploads(job_request, s.uploads_dir);
+    respond(HttpResponse::error(503, queued.error().message()));
+  }
 }
 
 // FastAPI's bool query parameters.
@@ -118,19 +123,21 @@ void add_sdapi_routes(Router& r, ServerState& s) {
   r.add("POST", "/sdapi/v1/options", [&s](HttpRequest& req, Responder respond) {
     auto body = parse_json_body(req, respond);
     if (!body) return;
-    if (!body->is_object()) return respond(validation_error("", "value is not a valid dict"));
-    if (auto ck = body->find("sd_model_checkpoint"); ck != body->end()) {
-      if (!ck->is_string()) return respond(validation_error("sd_model_checkpoint", "str type expected"));
+    ValidationErrors errors;
+    json accepted;
+    {
+      std::lock_guard lock(s.options_mutex);
+      accepted = check_options(*body, s.options, errors);
+    }
+    if (!errors.empty()) return respond(HttpResponse::json({{"detail", errors.detail}}, 422));
+    if (auto ck = accepted.find("sd_model_checkpoint"); ck != accepted.end()) {
       if (Status st = s.runner.select_checkpoint(ck->get<std::string>()); !st.ok())
         return respond(validation_error("sd_model_checkpoint", st.error().message()));
     }
     // Live preview period; A1111's -1 (only after each batch) means none here.
-    if (auto n = body->find("show_progress_every_n_steps"); n != body->end()) {
-      if (!n->is_number_integer()) return respond(validation_error("show_progress_every_n_steps", "value is not a valid integer"));
-      s.runner.set_preview_every(n->get<int>());
-    }
+    if (auto n = accepted.find("show_progress_every_n_steps"); n != accepted.end()) s.runner.set_preview_every(n->get<int>());
     std::lock_guard lock(s.options_mutex);
-    for (const auto& [k, v] : body->items()) s.options[k] = v;
+    for (const auto& [k, v] : accepted.items()) s.options[k] = v;
     respond(HttpResponse::json(nullptr));
   });
   r.add("GET", "/sdapi/v1/cmd-flags", [&s](HttpRequest&, Responder respond) {

@@ -7,6 +7,7 @@
 
 #include "io/image.h"
 #include "server/a1111_request.h"
+#include "server/job_files.h"
 
 namespace easel::server {
 
@@ -105,13 +106,22 @@ const LatentPreviewer& SdJobRunner::previewer() {
 nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   const bool img2img = job.kind == "img2img";
   ValidationErrors errors;
-  GenerationParams p = parse_a1111_request(job.request, img2img, errors);
+  GenerationParams p = parse_a1111_request(job.request, img2img, errors).params;
   if (!errors.empty()) throw std::runtime_error(errors.detail.dump());
   if (img2img) {
-    const auto& files = job.request.value("init_image_files", nlohmann::json::array());
-    if (files.empty()) throw std::runtime_error("img2img: init_images is empty");
-    p.init_image = files[0].get<std::string>();
-    p.mask = job.request.value("mask_file", "");
+    // Uploads by the ids the server gave them (job_files.h); a request naming anything else, such
+    // as one queued by an older easel that stored paths, finds nothing.
+    const JobUploads uploads = job_uploads(job.request);
+    const auto upload = [&](const std::string& id, const char* what) {
+      const auto path = upload_path(options_.uploads_dir, id);
+      std::error_code ec;
+      if (!path || !fs::is_regular_file(*path, ec))
+        throw std::runtime_error(cat("img2img: the job's uploaded ", what, " is missing; submit the request again"));
+      return path->string();
+    };
+    if (uploads.init_images.empty()) throw std::runtime_error("img2img: the job has no init image; submit the request again");
+    p.init_image = upload(uploads.init_images[0], "init image");
+    if (!uploads.mask.empty()) p.mask = upload(uploads.mask, "mask");
   }
   const StableDiffusion& sd = model_for(requested_checkpoint(job.request));
 
@@ -172,8 +182,14 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
                  seeds = nlohmann::json::array(), subseeds = nlohmann::json::array();
   auto result = sd.generate(ctx, p, [&](const GeneratedImage& image) {
     const fs::path file = day / cat(job.id, "-", images.size(), ".png");
-    if (Status s = write_image(file, image.image); !s.ok()) throw std::runtime_error(s.error().message());
-    images.push_back(fs::relative(file, options_.outputs_dir).generic_string());
+    const std::string name = fs::relative(file, options_.outputs_dir).generic_string();
+    if (Status s = write_image(file, image.image); !s.ok()) {
+      // The message reaches clients: it names the file inside the outputs folder, not the server's path.
+      std::string why = s.error().message();
+      if (why.rfind(file.string(), 0) == 0) why.erase(0, file.string().size());
+      throw std::runtime_error(cat("cannot write the output image ", name, why));
+    }
+    images.push_back(name);
     infotexts.push_back(image.infotext);
     seeds.push_back(image.seed);
     subseeds.push_back(image.subseed);

@@ -9,8 +9,8 @@
 // since sampling started, so a slow decoder on a slow device thins them out instead of slowing
 // the job (the first one is always made).
 //
-// A job's request is the A1111 body with its uploads already stored as files:
-// "init_image_files": [path], "mask_file": path (see routes_sdapi.cpp).
+// A job's request is the validated A1111 body with its uploads stored as files and referred to by
+// id (job_files.h).
 #pragma once
 
 #include <algorithm>
@@ -34,6 +34,7 @@ namespace easel::server {
 
 struct SdRunnerOptions {
   std::filesystem::path outputs_dir = "outputs";
+  std::filesystem::path uploads_dir = "uploads";  // where the jobs' init images and masks are stored
   int threads = 0;  // 0: all
   int preview_every = 1;  // steps between live previews; 0: none
   int preview_quality = 80;  // JPEG

@@ -29,6 +29,8 @@ struct ServerApp::Parts {
         state{catalog, runner, queue, o.data_dir / "uploads", o.limits, o.upload_limits, {}, {}} {
     state.events = &events;
     state.previews = &previews;
+    state.max_queued_jobs = o.max_queued_jobs;
+    state.public_url = o.security.public_url;
     // Uploads are only inputs of unfinished jobs: without this the folder grows with every img2img.
     queue.add_listener([uploads = state.uploads_dir](const Job& job) {
       if (job.state == JobState::Done || job.state == JobState::Failed || job.state == JobState::Cancelled)
@@ -39,6 +41,7 @@ struct ServerApp::Parts {
   SdRunnerOptions runner_options(const ServeOptions& o) {
     SdRunnerOptions r;
     r.outputs_dir = o.outputs_dir;
+    r.uploads_dir = o.data_dir / "uploads";
     r.threads = o.threads;
     r.preview_every = o.preview_every;
     r.preview_time_share = o.preview_time_share;
@@ -71,6 +74,9 @@ Status ServerApp::start() {
   http.host = options_.host;
   http.port = options_.port;
   http.max_body_bytes = options_.max_body_bytes;
+  http.request_timeout = std::chrono::milliseconds(int64_t(options_.request_timeout_s * 1000));
+  http.max_client_connections = options_.max_client_connections;
+  http.worker_threads = options_.http_workers;
   EASEL_TRY_STATUS(add_security_hooks(http, options_.security));
   parts_->http = std::make_unique<HttpServer>(http, parts_->router);
   EASEL_TRY_STATUS(parts_->http->start());

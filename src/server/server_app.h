@@ -38,11 +38,18 @@ struct ServeOptions {
   // Called on the executor thread once a preview is published (tests hold a job at a step here).
   std::function<void(const Preview&)> after_preview;
   size_t max_body_bytes = size_t(64) << 20;
-  SecurityOptions security;  // auth, API keys, rate limit, CORS
+  SecurityOptions security;  // auth, API keys, rate limit, CORS, allowed hosts, public URL
+  // Connections (http_server.h): a request's header must arrive within this many seconds, and its
+  // body must make progress as often; also the idle keep-alive limit.
+  double request_timeout_s = 10;
+  int max_client_connections = 256;  // open connections per client address
+  int http_workers = 2;              // threads that handle requests with a body (parsing, decoding)
   // What one request may ask for. Lower than the CLI's: a server faces clients it does not know,
   // and an SD 1.x VAE decode at 2048x2048 already holds ~11 GB of activations.
   GenerationLimits limits = server_generation_limits();
   ImageLimits upload_limits = ImageLimits{int64_t(4096) * 4096, int64_t(64) << 20};
+  // Jobs waiting at once; more are refused with 503 and Retry-After (overload), not queued without end.
+  int max_queued_jobs = 1000;
 };
 
 class ServerApp {

@@ -30,6 +30,8 @@ struct ServerState {
   nlohmann::json options = nlohmann::json::object();  // A1111 options set through POST /options
   EventHub* events = nullptr;                          // job events for SSE / WebSocket clients
   PreviewStore* previews = nullptr;                    // live previews of recent jobs
+  int max_queued_jobs = 1000;                          // more waiting jobs are refused (503)
+  std::string public_url;  // --public-url: base of absolute URLs; else the address a request reached
 };
 
 void add_sdapi_routes(Router& router, ServerState& state);
