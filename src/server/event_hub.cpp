@@ -115,6 +115,9 @@ EventHub::Batch EventHub::take_locked(Clock::time_point now) {
   Batch batch;
   batch.changes.assign(std::make_move_iterator(changes_.begin()), std::make_move_iterator(changes_.end()));
   changes_.clear();
+  // A job's state or stage change counts as its latest news: its steps wait their turn after it.
+  for (const Change& change : batch.changes)
+    if (tracked_.count(change.job.id)) progress_sent_[change.job.id] = now;
   for (auto it = progress_.begin(); it != progress_.end();) {
     auto sent = progress_sent_.find(it->first);
     if (sent != progress_sent_.end() && now < sent->second + options_.progress_every) {
@@ -125,6 +128,8 @@ EventHub::Batch EventHub::take_locked(Clock::time_point now) {
     batch.progress.push_back(std::move(it->second));
     it = progress_.erase(it);
   }
+  // The preview of a job that has finished since is stale: its images are there to see.
+  if (preview_ && !tracked_.count(preview_->job_id)) preview_.reset();
   if (preview_ && now >= preview_sent_ + options_.progress_every) {
     batch.preview = std::move(preview_);
     preview_.reset();

@@ -13,8 +13,9 @@
 //   - state changes (queued -> running -> done) and stage changes (text -> sample -> decode) are
 //     sent in order and never lost (a few per image, however many steps), at once or, in a burst
 //     of changes, with the next round (at most `min_round_gap` later);
-//   - steps within a stage are sent at most every `progress_every` per job, and previews at most
-//     every `progress_every`, the latest one winning;
+//   - steps within a stage are sent at most every `progress_every` per job (counted from the job's
+//     last event of any kind), and previews at most every `progress_every` (none for a job that
+//     has finished since), the latest one winning;
 //   - an event identical to the job's previous one is not sent at all;
 //   - a client that falls behind has its unsent progress (and preview) of a job replaced by the
 //     newer one, so it catches up with the latest state instead of every step.
