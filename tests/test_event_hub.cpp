@@ -202,7 +202,8 @@ TEST(EventHub, AClientThatReadsNothingGetsTheStateChangesAndTheLatestState) {
   ASSERT_TRUE(queue.start().ok());
   const std::string id = queue.submit("txt2img", json::object()).value();
   ASSERT_TRUE(wait_done(queue, id));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the dispatcher catches up
+  // The dispatcher catches up: its last round comes at most a round gap (101 ms) after the end.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   queue.stop();
   ASSERT_FALSE(stalled->closed()) << "coalesced progress must not overflow a slow client's queue";
   const auto messages = drain(*stalled);
@@ -251,6 +252,44 @@ TEST(EventHub, ANewClientStartsFromWhatTheOthersWereLastSent) {
       EXPECT_GE(s, step);
       step = s;
     }
+}
+
+}  // namespace
+}  // namespace easel
+
+namespace easel {
+namespace {
+
+// With many clients every connected client costs a write per message, so a round carries each
+// job's latest change only, and rounds come further apart: jobs that start and finish between two
+// rounds reach each client as one message each, and every client still ends with every job done.
+TEST(EventHub, WithManyClientsARoundCarriesEachJobsLatestChange) {
+  InstantRunner runner;
+  JobQueue queue(runner);
+  EventHub hub(queue, {.min_round_gap = std::chrono::milliseconds(50), .every_change_up_to_clients = 8});
+  std::vector<std::shared_ptr<MessageStream>> clients;
+  for (int i = 0; i < 20; ++i) clients.push_back(hub.subscribe());
+  ASSERT_TRUE(queue.start().ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) ids.push_back(queue.submit("txt2img", json::object()).value());
+  for (const auto& id : ids) ASSERT_TRUE(wait_done(queue, id));
+  // The last round: at most min_round_gap + 20 clients x round_gap_per_client after the last change.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (auto& client : clients) {
+    std::map<std::string, std::string> last_state;
+    size_t job_messages = 0;
+    for (const auto& m : drain(*client)) {
+      if (m["type"] != "job") continue;
+      ++job_messages;
+      last_state[m["job"]["id"]] = m["job"]["state"];
+    }
+    for (const auto& id : ids) EXPECT_EQ(last_state[id], "done") << id;
+    // Every change sent would be 4 per job (queued, running, a stage, done); a job seen by at most
+    // two rounds (submitted before one, finished before the next) is at most 2.
+    EXPECT_LE(job_messages, 2 * ids.size());
+  }
+  queue.stop();
+  hub.stop();
 }
 
 }  // namespace

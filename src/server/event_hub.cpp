@@ -160,8 +160,9 @@ void EventHub::dispatch_loop() {
       continue;
     }
     lock.unlock();
-    send(batch);
-    next_round = now + options_.min_round_gap;
+    const size_t clients = send(batch);
+    next_round = now + options_.min_round_gap +
+                 std::chrono::duration_cast<Clock::duration>(options_.round_gap_per_client * clients);
     lock.lock();
   }
 }
@@ -172,7 +173,7 @@ std::string EventHub::queue_message(const QueueState& q) const {
 
 // Each message is built once; each client gets the round's messages in one batch (one wake-up
 // of its connection). Pushes never wait for a network write.
-void EventHub::send(const Batch& batch) {
+size_t EventHub::send(const Batch& batch) {
   using Kind = MessageStream::Outgoing::Kind;
   std::lock_guard lock(clients_mutex_);
   std::vector<MessageStream::Outgoing> out;
@@ -183,12 +184,31 @@ void EventHub::send(const Batch& batch) {
     if (is_finished(event.state)) sent_.erase(event.id);
     else sent_[event.id] = event;
   };
-  for (const Change& change : batch.changes) {
-    add_job(change.job, Kind::Change);
-    if (change.queue && *change.queue != sent_queue_) {
-      sent_queue_ = *change.queue;
-      out.push_back({Kind::Plain, "", queue_message(sent_queue_)});
+  const auto add_queue = [&](const QueueState& queue) {
+    if (queue == sent_queue_) return;
+    sent_queue_ = queue;
+    out.push_back({Kind::Plain, "", queue_message(sent_queue_)});
+  };
+  if (clients_.size() <= options_.every_change_up_to_clients) {
+    for (const Change& change : batch.changes) {
+      add_job(change.job, Kind::Change);
+      if (change.queue) add_queue(*change.queue);
     }
+  } else {
+    // Many clients: within a round only each job's latest change is sent, and the queue's latest
+    // count. A job that went queued -> running -> done between two rounds is one message, not
+    // six, to each of hundreds of clients (a WebSocket message is a write of its own).
+    std::vector<const Change*> latest;
+    std::map<std::string, size_t> position;
+    const QueueState* queue = nullptr;
+    for (const Change& change : batch.changes) {
+      if (change.queue) queue = &*change.queue;
+      const auto [it, added] = position.emplace(change.job.id, latest.size());
+      if (added) latest.push_back(&change);
+      else latest[it->second] = &change;
+    }
+    for (const Change* change : latest) add_job(change->job, Kind::Change);
+    if (queue) add_queue(*queue);
   }
   for (const JobEvent& event : batch.progress) add_job(event, Kind::Update);
   bool binary = false;
@@ -209,10 +229,11 @@ void EventHub::send(const Batch& batch) {
     if (binary) out.push_back({Kind::Binary, "", preview_frame(*p)});
   }
   if (batch.ping) out.push_back({Kind::Plain, "", dump({{"type", "ping"}, {"time_ms", unix_ms()}})});
-  if (out.empty()) return;
+  if (out.empty()) return clients_.size();
   // Streams closed by their connection (gone, or dropped for falling behind) leave here.
   std::erase_if(clients_, [](const Client& c) { return c.stream->closed(); });
   for (auto& c : clients_) c.stream->push_batch(out, c.binary_previews);
+  return clients_.size();
 }
 
 // The snapshot is what the connected clients were last sent, taken under the lock send() holds

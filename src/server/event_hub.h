@@ -12,7 +12,9 @@
 // What clients get is coalesced:
 //   - state changes (queued -> running -> done) and stage changes (text -> sample -> decode) are
 //     sent in order and never lost (a few per image, however many steps), at once or, in a burst
-//     of changes, with the next round (at most `min_round_gap` later);
+//     of changes, with the next round (at most `min_round_gap` later, plus
+//     `round_gap_per_client` for each client); with more than `every_change_up_to_clients`
+//     clients, a round carries only each job's latest change (the latest state wins);
 //   - steps within a stage are sent at most every `progress_every` per job (counted from the job's
 //     last event of any kind), and previews at most every `progress_every` (none for a job that
 //     has finished since), the latest one winning;
@@ -60,9 +62,15 @@ struct EventHubOptions {
   // Between two rounds of sending. A round wakes the connections of every client, and on a
   // small machine their I/O threads take the cores the job's compute threads spin-wait on
   // (bench/server_events.py, 2 cores, 450 clients: 20 small jobs took 7-21 s with rounds as
-  // often as changes came, 1.5-2.1 s with this gap, 0.2-0.5 s without clients). A change after a
-  // quiet moment still goes out at once; in a burst it waits at most this long.
+  // often as changes came). A change after a quiet moment still goes out at once; in a burst it
+  // waits for the next round.
   std::chrono::milliseconds min_round_gap = std::chrono::milliseconds(100);
+  // ... plus this for every connected client, so the client wake-ups a second stay bounded
+  // (under 1,000) however many clients listen: 450 clients, a round at most every 550 ms.
+  std::chrono::microseconds round_gap_per_client = std::chrono::microseconds(1000);
+  // With more clients than this, a round sends each job's latest change only (latest state wins),
+  // not every change since the last round: a WebSocket message is a write of its own per client.
+  size_t every_change_up_to_clients = 32;
 };
 
 class EventHub {
@@ -109,7 +117,7 @@ class EventHub {
   void dispatch_loop();
   Batch take_locked(std::chrono::steady_clock::time_point now);
   std::optional<std::chrono::steady_clock::time_point> next_due_locked() const;
-  void send(const Batch& batch);
+  size_t send(const Batch& batch);  // returns the number of clients
   std::string queue_message(const QueueState& q) const;
 
   const EventHubOptions options_;

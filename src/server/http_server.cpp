@@ -99,6 +99,9 @@ std::string endpoint_text(const tcp::endpoint& e) {
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
 }
 
+// Server-Sent Events queued for one client are written together up to about this many bytes.
+constexpr size_t kMaxEventWrite = size_t(256) << 10;
+
 // Bodies above this are big enough that giving their memory back to the system is worth a trim.
 constexpr size_t kTrimAfterBody = size_t(4) << 20;
 
@@ -427,7 +430,14 @@ class Session : public std::enable_shared_from_this<Session> {
       ws_->binary(binary);  // live previews (event_hub.h); everything else is JSON text
       ws_->async_write(asio::buffer(out_), std::move(done));
     } else {
+      // Every event already queued goes out in one write: with hundreds of clients, each write is
+      // a wake-up of an I/O thread that takes a core from the running job.
       out_ = "data: " + *message + "\n\n";
+      while (out_.size() < kMaxEventWrite) {
+        auto next = events_->pop(&binary);
+        if (!next) break;
+        if (!binary) out_ += "data: " + *next + "\n\n";
+      }
       stream_.expires_after(std::chrono::seconds(30));  // a client that stops reading is dropped
       asio::async_write(stream_, asio::buffer(out_), std::move(done));
     }
