@@ -66,8 +66,9 @@ struct EventHubOptions {
   // waits for the next round.
   std::chrono::milliseconds min_round_gap = std::chrono::milliseconds(100);
   // ... plus this for every connected client, so the client wake-ups a second stay bounded
-  // (under 1,000) however many clients listen: 450 clients, a round at most every 550 ms.
-  std::chrono::microseconds round_gap_per_client = std::chrono::microseconds(1000);
+  // (under 500) however many clients listen: 450 clients, a round at most every second, as often
+  // as A1111's UI polls progress.
+  std::chrono::microseconds round_gap_per_client = std::chrono::microseconds(2000);
   // With more clients than this, a round sends each job's latest change only (latest state wins),
   // not every change since the last round: a WebSocket message is a write of its own per client.
   size_t every_change_up_to_clients = 32;
