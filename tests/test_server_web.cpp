@@ -5,6 +5,7 @@
 #include "assets/assets.h"
 #include "http_test_client.h"
 #include "server_test_support.h"
+#include "server/media_types.h"
 #include "server/server_app.h"
 
 namespace easel {
@@ -70,6 +71,24 @@ TEST_F(WebUiServer, MissingFilesAreJson404s) {
     EXPECT_EQ(res.status, 404) << path;
     EXPECT_EQ(res.headers.at("Content-Type"), "application/json") << path;
   }
+}
+
+}  // namespace
+}  // namespace easel
+
+namespace easel {
+namespace {
+
+// One table names what the server sends: web files, generated images and previews agree.
+TEST(ServerMediaTypes, OneTableForWebFilesImagesAndPreviews) {
+  using server::media_type_of;
+  EXPECT_EQ(media_type_of("index.html"), "text/html; charset=utf-8");
+  EXPECT_EQ(media_type_of("js/app.js"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(media_type_of("2026-12-06/x-0.PNG"), "image/png");
+  EXPECT_EQ(media_type_of("a.jpeg"), media_type_of(ImageFormat::Jpeg));
+  EXPECT_EQ(media_type_of("a.webp"), media_type_of(ImageFormat::Webp));
+  EXPECT_EQ(media_type_of("a.png"), media_type_of(ImageFormat::Png));
+  EXPECT_EQ(media_type_of("notes.txt"), "application/octet-stream");
 }
 
 }  // namespace

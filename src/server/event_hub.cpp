@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "server/media_types.h"
+
 namespace easel::server {
 
 using nlohmann::json;
@@ -224,7 +226,7 @@ size_t EventHub::send(const Batch& batch) {
                          {"method", p->method},
                          {"width", p->width},
                          {"height", p->height},
-                         {"content_type", preview_content_type(p->format)}})});
+                         {"content_type", media_type_of(p->format)}})});
     binary = std::any_of(clients_.begin(), clients_.end(), [](const Client& c) { return c.binary_previews; });
     if (binary) out.push_back({Kind::Binary, "", preview_frame(*p)});
   }

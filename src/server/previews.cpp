@@ -4,15 +4,6 @@
 
 namespace easel::server {
 
-const char* preview_content_type(ImageFormat format) {
-  switch (format) {
-    case ImageFormat::Png: return "image/png";
-    case ImageFormat::Jpeg: return "image/jpeg";
-    case ImageFormat::Webp: return "image/webp";
-  }
-  return "application/octet-stream";
-}
-
 namespace {
 
 void put_u32(std::string& out, uint32_t v) {

@@ -31,7 +31,6 @@ struct Preview {
   std::string bytes;  // the encoded image
 };
 
-const char* preview_content_type(ImageFormat format);  // "image/jpeg", "image/png", "image/webp"
 
 inline constexpr uint32_t kPreviewFrameEvent = 1;
 inline constexpr size_t kPreviewFrameHeader = 24;

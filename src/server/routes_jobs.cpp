@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "server/event_hub.h"
+#include "server/media_types.h"
 #include "server/generation_request.h"
 #include "server/header_text.h"
 #include "server/job_files.h"
@@ -140,7 +141,7 @@ void add_job_routes(Router& r, ServerState& s) {
     const std::string& id = req.params["id"];
     const auto preview = s.previews ? s.previews->latest(id) : nullptr;
     if (!preview) return respond(HttpResponse::error(404, "no preview of job " + id));
-    HttpResponse r = HttpResponse::bytes(preview->bytes, preview_content_type(preview->format));
+    HttpResponse r = HttpResponse::bytes(preview->bytes, std::string(media_type_of(preview->format)));
     r.headers.emplace_back("Cache-Control", "no-store");
     r.headers.emplace_back("X-Preview-Seq", std::to_string(preview->seq));
     r.headers.emplace_back("X-Preview-Step", std::to_string(preview->step));

@@ -3,6 +3,7 @@
 // files are served.
 #include <fstream>
 
+#include "server/media_types.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -10,15 +11,6 @@ namespace easel::server {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string content_type_for(const fs::path& file) {
-  std::string ext = file.extension().string();
-  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
-  if (ext == ".png") return "image/png";
-  if (ext == ".jpg" || ext == ".jpeg") return "image/jpeg";
-  if (ext == ".webp") return "image/webp";
-  return "";
-}
 
 bool inside(const fs::path& file, const fs::path& dir) {
   auto f = file.begin();
@@ -38,8 +30,8 @@ void add_output_routes(Router& r, ServerState& s) {
     if (rel.is_absolute()) return respond(HttpResponse::error(400, "the file name must be relative to the outputs folder"));
     for (const auto& part : rel)
       if (part == ".." || part == ".") return respond(HttpResponse::error(400, "the file name may not contain '.' or '..'"));
-    const std::string type = content_type_for(rel);
-    if (type.empty()) return respond(HttpResponse::error(404, "no such image: " + name));
+    const auto format = image_format_from_extension(rel);  // images only: no HTML, no SVG
+    if (!format) return respond(HttpResponse::error(404, "no such image: " + name));
     // Links inside the folder are resolved: the real file must still be in the real folder.
     std::error_code ec;
     const fs::path root = fs::canonical(s.runner.outputs_dir(), ec);
@@ -50,7 +42,7 @@ void add_output_routes(Router& r, ServerState& s) {
     std::ifstream in(real, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), {});
     if (!in.good() && !in.eof()) return respond(HttpResponse::error(500, "cannot read " + name));
-    respond(HttpResponse::bytes(std::move(bytes), type));
+    respond(HttpResponse::bytes(std::move(bytes), std::string(media_type_of(*format))));
   });
 }
 

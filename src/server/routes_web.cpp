@@ -7,6 +7,7 @@
 #include <map>
 
 #include "assets/assets.h"
+#include "server/media_types.h"
 
 namespace easel::server {
 
@@ -17,16 +18,6 @@ struct WebAsset {
   std::string content_type;
   std::string etag;
 };
-
-std::string content_type(std::string_view path) {
-  static const std::pair<std::string_view, std::string_view> types[] = {
-      {".html", "text/html; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-      {".js", "text/javascript; charset=utf-8"}, {".json", "application/json"},
-      {".svg", "image/svg+xml"}, {".png", "image/png"}, {".ico", "image/x-icon"}, {".woff2", "font/woff2"}};
-  for (const auto& [ext, type] : types)
-    if (path.ends_with(ext)) return std::string(type);
-  return "application/octet-stream";
-}
 
 std::string etag(std::string_view bytes) {  // FNV-1a, 64 bits
   uint64_t h = 0xcbf29ce484222325ull;
@@ -41,7 +32,7 @@ const std::map<std::string, WebAsset, std::less<>>& web_assets() {
     std::map<std::string, WebAsset, std::less<>> out;
     for (const auto& f : assets::web_files()) {
       const std::string_view bytes(reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size());
-      out.emplace(std::string(f.path), WebAsset{bytes, content_type(f.path), etag(bytes)});
+      out.emplace(std::string(f.path), WebAsset{bytes, std::string(media_type_of(f.path)), etag(bytes)});
     }
     return out;
   }();
