@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/image.h"
+#include "server_test_support.h"
 #include "test_data.h"
 
 namespace easel {
@@ -135,6 +136,39 @@ TEST(Cli, PngInfoShowsAndParsesTheParameters) {
   RunResult none = run_easel("pnginfo " + quoted(png));
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.output.find("no generation parameters"), std::string::npos) << none.output;
+}
+
+}  // namespace
+}  // namespace easel
+
+namespace easel {
+namespace {
+
+// `easel generate` reads the checkpoint's `.easel.json` sidecar as `easel serve` does: the tiny
+// models of sd_pipeline_tiny need their head counts from it, and a checkpoint the server runs must
+// run on the command line too.
+TEST(Cli, GenerateReadsTheCheckpointsSidecarAsTheServerDoes) {
+  const fs::path dir = temp_dir() / "generate_sidecar";
+  fs::remove_all(dir);
+  const std::string model = testing::make_tiny_models_dir(dir / "models");
+  ASSERT_FALSE(model.empty()) << "the set has no SD 1.x checkpoint";
+  const fs::path checkpoint = dir / "models" / "Stable-diffusion" / model;
+  ASSERT_TRUE(fs::exists(checkpoint.string() + ".easel.json"));
+  const fs::path out = dir / "out.png";
+  const RunResult r = run_easel("generate --model " + quoted(checkpoint) + " --prompt 'a red ball' --steps 2 --width 48 " +
+                                "--height 32 --seed 3 -o " + quoted(out));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto image = read_image(out);
+  ASSERT_TRUE(image.ok()) << r.output;
+  EXPECT_EQ(image->width, 48);
+  EXPECT_EQ(image->height, 32);
+  // A sidecar that cannot be read is an error naming it, not a silent default.
+  std::ofstream(checkpoint.string() + ".easel.json") << "{not json";
+  const RunResult bad = run_easel("generate --model " + quoted(checkpoint) + " --prompt x --steps 1 --width 48 --height 32 -o " +
+                                  quoted(out));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find(".easel.json"), std::string::npos) << bad.output;
+  fs::remove_all(dir);
 }
 
 }  // namespace

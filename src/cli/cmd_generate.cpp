@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
 #include "io/image.h"
+#include "pipelines/sd_load_options.h"
 #include "pipelines/stable_diffusion.h"
 
 namespace easel::cli {
@@ -33,7 +34,8 @@ Status run(const GenerateArgs& a, int threads) {
   if (!image_format_from_extension(a.output))
     return Error(cat(a.output, ": the output must end in .png, .jpg or .webp"));
   EASEL_TRY_STATUS(validate(a.params));
-  SdLoadOptions options;
+  // The sidecar beside the checkpoint first (as `easel serve` reads it), then the flags.
+  EASEL_TRY(SdLoadOptions options, load_options_for(a.model));
   if (!a.vae.empty()) options.vae = a.vae;
   if (a.prediction == "v") options.prediction = sampling::Prediction::V;
   if (a.prediction == "eps") options.prediction = sampling::Prediction::Eps;

@@ -4,9 +4,8 @@
 // (taesd_decoder.safetensors, ...) or diffusers AutoencoderTiny folders (config.json + weights).
 // A checkpoint is a .safetensors / .ckpt / .pt / .gguf file or a diffusers folder (model_index.json).
 //
-// Load options a checkpoint's tensors cannot tell (head counts of tiny test models, v-prediction
-// of an SD2 file without the telltale key) come from an optional sidecar `<checkpoint>.easel.json`:
-//   {"prediction": "v", "text_encoder_heads": 2, "unet": {"num_heads": 2, "norm_groups": 8}, "vae_norm_groups": 4}
+// Load options a checkpoint's tensors cannot tell come from an optional sidecar
+// `<checkpoint>.easel.json` (pipelines/sd_load_options.h).
 #pragma once
 
 #include <filesystem>
@@ -47,8 +46,5 @@ class ModelCatalog {
   mutable std::mutex mutex_;
   std::vector<ModelEntry> checkpoints_, vaes_, vae_approx_;
 };
-
-// The sidecar's options (or the defaults when there is none); an unreadable sidecar is an error.
-Result<SdLoadOptions> load_options_for(const std::filesystem::path& checkpoint);
 
 }  // namespace easel::server

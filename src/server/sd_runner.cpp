@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "io/image.h"
+#include "pipelines/sd_load_options.h"
 #include "server/a1111_request.h"
 #include "server/job_files.h"
 
