@@ -35,7 +35,7 @@ std::optional<json> parse_json_body(const HttpRequest& req, const Responder& res
 }
 
 Result<std::string> submit_job(ServerState& s, std::string kind, json request, int priority, JobQueue::Listener on_finished) {
-  const json uploads = {{kUploadsField, request.value(kUploadsField, json::object())}};
+  const JobUploads uploads = job_uploads(request);
   auto id = s.queue.submit(std::move(kind), std::move(request), priority, std::move(on_finished));
   if (!id.ok()) remove_uploads(uploads, s.uploads_dir);
   return id;
@@ -81,16 +81,15 @@ PreparedGeneration prepare_generation(ServerState& s, const json& body, bool img
     auto file = store_upload(s, inits[0], "init_images.0");
     if (!file.ok()) return reject(validation_error("init_images", file.error().message()));
     uploads.init_images.push_back(*file);
-    attach_uploads(job_request, uploads);
     if (body.contains("mask") && !body["mask"].is_null()) {
       auto mask = store_upload(s, body["mask"], "mask");
       if (!mask.ok()) {
-        remove_uploads(job_request, s.uploads_dir);
+        remove_uploads(uploads, s.uploads_dir);
         return reject(validation_error("mask", mask.error().message()));
       }
       uploads.mask = *mask;
-      attach_uploads(job_request, uploads);
     }
+    attach_uploads(job_request, uploads);
   }
   return {std::move(job_request), {}};
 }

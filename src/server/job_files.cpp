@@ -60,12 +60,16 @@ std::optional<fs::path> upload_path(const fs::path& uploads_dir, const std::stri
   return uploads_dir / (id + ".png");
 }
 
-void remove_uploads(const json& job_request, const fs::path& uploads_dir) {
-  JobUploads u = job_uploads(job_request);
-  if (!u.mask.empty()) u.init_images.push_back(u.mask);
+void remove_uploads(const JobUploads& uploads, const fs::path& uploads_dir) {
+  std::vector<std::string> ids = uploads.init_images;
+  if (!uploads.mask.empty()) ids.push_back(uploads.mask);
   std::error_code ec;
-  for (const std::string& id : u.init_images)
+  for (const std::string& id : ids)
     if (const auto path = upload_path(uploads_dir, id)) fs::remove(*path, ec);
+}
+
+void remove_uploads(const json& job_request, const fs::path& uploads_dir) {
+  remove_uploads(job_uploads(job_request), uploads_dir);
 }
 
 std::string read_whole_file(const fs::path& path) {

@@ -43,8 +43,9 @@ nlohmann::json without_uploads(const nlohmann::json& job_request);
 // <uploads_dir>/<id>.png, or nothing when `id` is not an id the server makes.
 std::optional<std::filesystem::path> upload_path(const std::filesystem::path& uploads_dir, const std::string& id);
 
-// Deletes the uploads of a finished job; a job that will run again after a restart keeps them,
-// since it is not finished.
+// Deletes the uploads of a finished (or refused) job; a job that will run again after a restart
+// keeps them, since it is not finished.
+void remove_uploads(const JobUploads& uploads, const std::filesystem::path& uploads_dir);
 void remove_uploads(const nlohmann::json& job_request, const std::filesystem::path& uploads_dir);
 
 // A whole file's bytes ("" when it cannot be read).

@@ -3,7 +3,6 @@
 // Server-Sent Events or a WebSocket (event_hub.h).
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 
 #include "server/event_hub.h"
 #include "server/media_types.h"
@@ -104,10 +103,8 @@ void list(ServerState& s, HttpRequest& req, const Responder& respond) {
   const auto number = [&](const char* name, int64_t fallback, int64_t lo, int64_t hi) -> std::optional<int64_t> {
     const auto it = req.query.find(name);
     if (it == req.query.end()) return fallback;
-    const std::string& text = it->second;
-    int64_t v = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi) return std::nullopt;
+    const auto v = whole_integer(it->second);
+    if (!v || *v < lo || *v > hi) return std::nullopt;
     return v;
   };
   const auto limit = number("limit", 100, 1, 10000);

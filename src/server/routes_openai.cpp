@@ -3,13 +3,14 @@
 // Each request becomes an A1111 request (20 steps, "Euler a", a random seed) run through the same
 // job queue as `/sdapi/v1`; easel extensions (`negative_prompt`, `steps`, `seed`, `cfg_scale`,
 // `sampler_name`, `scheduler`, `strength`; the SDKs' `extra_body`) pass through.
-#include <charconv>
+#include <climits>
 #include <ctime>
 
 #include "io/base64.h"
 #include "server/a1111_request.h"
 #include "server/client_json.h"
 #include "server/generation_request.h"
+#include "server/header_text.h"
 #include "server/job_files.h"
 #include "server/multipart.h"
 #include "server/openai_error.h"
@@ -42,8 +43,10 @@ struct ImageRequest {
 
 // The whole text is one int that fits: "5abc", "" and "4294967344" are not.
 bool whole_int(std::string_view text, int& out) {
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+  const auto v = whole_integer(text);
+  if (!v || *v < INT_MIN || *v > INT_MAX) return false;
+  out = int(*v);
+  return true;
 }
 
 // The fields both endpoints share, from JSON (generations) or form fields as strings (edits).
@@ -217,16 +220,15 @@ void edits(ServerState& s, HttpRequest& req, const Responder& respond) {
   auto init_file = store_upload(s, *image);
   if (!init_file.ok()) return respond(openai_error(500, init_file.error().message(), "server_error"));
   uploads.init_images.push_back(*init_file);
-  attach_uploads(r.a1111, uploads);
   if (mask) {
     auto mask_file = store_upload(s, *mask);
     if (!mask_file.ok()) {
-      remove_uploads(r.a1111, s.uploads_dir);
+      remove_uploads(uploads, s.uploads_dir);
       return respond(openai_error(500, mask_file.error().message(), "server_error"));
     }
     uploads.mask = *mask_file;
-    attach_uploads(r.a1111, uploads);
   }
+  attach_uploads(r.a1111, uploads);
   submit(s, req, "img2img", std::move(r), respond);
 }
 
