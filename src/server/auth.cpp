@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "io/base64.h"
+#include "server/header_text.h"
 #include "server/openai_error.h"
 
 namespace easel::server {
@@ -34,8 +35,7 @@ Result<Authenticator> Authenticator::create(const std::vector<std::string>& user
 bool Authenticator::valid_authorization(std::string_view header) const {
   const size_t space = header.find(' ');
   if (space == std::string_view::npos) return false;
-  std::string scheme(header.substr(0, space));
-  for (char& c : scheme) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string scheme = ascii_lower(header.substr(0, space));
   std::string_view value = header.substr(space + 1);
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
   // Every configured credential is compared (no early exit), so the time tells nothing either.

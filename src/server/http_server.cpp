@@ -69,9 +69,8 @@ void fill_request(HttpRequest& r, const http::request_header<>& req, const std::
     }
   }
   for (const auto& field : req) {
-    std::string name(field.name_string().data(), field.name_string().size());
-    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
-    r.headers[name] = std::string(field.value().data(), field.value().size());
+    r.headers[ascii_lower(std::string_view(field.name_string().data(), field.name_string().size()))] =
+        std::string(field.value().data(), field.value().size());
   }
   r.client = client;
   r.local_address = local;

@@ -3,21 +3,18 @@
 #include <algorithm>
 #include <cctype>
 
+#include "server/header_text.h"
+
 namespace easel::server {
 
 namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return s;
-}
 
 // The SQLite store's `prompt LIKE '%text%'`: ASCII case-insensitive, prompts that are not strings never match.
 bool prompt_contains(const Job& job, const std::string& lowered_text) {
   if (lowered_text.empty()) return true;
   if (!job.request.is_object()) return false;
   const auto it = job.request.find("prompt");
-  return it != job.request.end() && it->is_string() && lower(it->get<std::string>()).find(lowered_text) != std::string::npos;
+  return it != job.request.end() && it->is_string() && ascii_lower(it->get<std::string>()).find(lowered_text) != std::string::npos;
 }
 
 }  // namespace
@@ -54,7 +51,7 @@ Result<std::optional<Job>> MemoryJobStore::get(const std::string& id) {
 }
 
 Result<JobPage> MemoryJobStore::query(const JobQuery& query) {
-  const std::string text = lower(query.text);
+  const std::string text = ascii_lower(query.text);
   std::lock_guard lock(mutex_);
   JobPage page;
   for (auto it = by_seq_.rbegin(); it != by_seq_.rend(); ++it) {

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cctype>
 
+#include "server/header_text.h"
+
 namespace easel::server {
 
 std::string HttpRequest::header(std::string_view name) const {
-  std::string key(name);
-  std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  auto it = headers.find(key);
+  auto it = headers.find(ascii_lower(name));
   return it == headers.end() ? std::string() : it->second;
 }
 

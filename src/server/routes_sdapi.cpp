@@ -5,6 +5,7 @@
 #include "sampling/samplers.h"
 #include "server/a1111_request.h"
 #include "server/generation_request.h"
+#include "server/header_text.h"
 #include "server/job_files.h"
 #include "server/sdapi_options.h"
 #include "server/server_state.h"
@@ -46,8 +47,7 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
 bool query_flag(const HttpRequest& req, const std::string& name) {
   auto it = req.query.find(name);
   if (it == req.query.end()) return false;
-  std::string v = it->second;
-  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  const std::string v = ascii_lower(it->second);
   return v == "true" || v == "1" || v == "yes" || v == "on";
 }
 
