@@ -45,7 +45,7 @@ SdLoadOptions load_options(const json& model) {
   u.norm_groups = model["unet"]["norm_groups"].get<int>();
   o.unet = u;
   o.vae_norm_groups = model["vae"]["norm_groups"].get<int>();
-  o.prediction = model["prediction_type"] == "v" ? sampling::Prediction::V : sampling::Prediction::Eps;
+  o.prediction = model["prediction_type"] == "v" ? Prediction::V : Prediction::Eps;
   return o;
 }
 

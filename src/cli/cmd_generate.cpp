@@ -37,14 +37,14 @@ Status run(const GenerateArgs& a, int threads) {
   // The sidecar beside the checkpoint first (as `easel serve` reads it), then the flags.
   EASEL_TRY(SdLoadOptions options, load_options_for(a.model));
   if (!a.vae.empty()) options.vae = a.vae;
-  if (a.prediction == "v") options.prediction = sampling::Prediction::V;
-  if (a.prediction == "eps") options.prediction = sampling::Prediction::Eps;
+  if (a.prediction == "v") options.prediction = Prediction::V;
+  if (a.prediction == "eps") options.prediction = Prediction::Eps;
 
   const auto t0 = std::chrono::steady_clock::now();
   EASEL_TRY(auto sd, StableDiffusion::load(a.model, options));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "%s: %s (%s-prediction)\n", a.model.c_str(), sd.info().variant.c_str(),
-               sd.prediction() == sampling::Prediction::V ? "v" : "eps");
+               sd.prediction() == Prediction::V ? "v" : "eps");
 
   EASEL_TRY(auto runtime, Runtime::create({"cpu", threads}));
   Context& ctx = runtime->context();

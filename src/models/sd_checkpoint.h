@@ -22,12 +22,11 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "models/weights.h"
-#include "sampling/denoiser.h"
+#include "models/prediction.h"
 
 namespace easel {
 
 enum class SdVersion { Sd1, Sd2 };
-using sampling::Prediction;
 enum class SdNaming { Original, Diffusers };  // of the UNet and VAE tensors
 
 struct SdCheckpointInfo {

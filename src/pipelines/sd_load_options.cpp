@@ -21,7 +21,7 @@ Result<SdLoadOptions> load_options_for(const fs::path& checkpoint) {
     if (j.contains("prediction")) {
       const std::string pred = j["prediction"];
       if (pred != "v" && pred != "eps") return Error(cat(sidecar.string(), ": prediction must be \"eps\" or \"v\""));
-      o.prediction = pred == "v" ? sampling::Prediction::V : sampling::Prediction::Eps;
+      o.prediction = pred == "v" ? Prediction::V : Prediction::Eps;
     }
     if (j.contains("text_encoder_heads")) o.text_encoder_heads = j["text_encoder_heads"].get<int>();
     if (j.contains("vae_norm_groups")) o.vae_norm_groups = j["vae_norm_groups"].get<int>();

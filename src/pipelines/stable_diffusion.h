@@ -30,7 +30,7 @@ namespace easel {
 
 struct SdLoadOptions {
   std::optional<std::filesystem::path> vae;       // a separate VAE file replacing the checkpoint's
-  std::optional<sampling::Prediction> prediction; // overrides what the checkpoint is recognised as
+  std::optional<Prediction> prediction; // overrides what the checkpoint is recognised as
   bool compute_model_hash = true;                 // A1111's "Model hash" (reads the whole file once)
   // Head counts are not visible in tensor shapes; real checkpoints use the defaults (CLIP: width / 64;
   // UNet: 8 heads for SD 1.x, 64 channels per head for SD 2.x). Tiny test models set them.
@@ -66,7 +66,7 @@ class StableDiffusion {
   static Result<StableDiffusion> load(const std::filesystem::path& model, const SdLoadOptions& options = {});
 
   const SdCheckpointInfo& info() const { return checkpoint_.info(); }
-  sampling::Prediction prediction() const { return prediction_; }
+  Prediction prediction() const { return prediction_; }
   const std::string& model_name() const { return model_name_; }
   const std::string& model_hash() const { return model_hash_; }
 
@@ -92,7 +92,7 @@ class StableDiffusion {
   Unet unet_;
   VaeKl vae_;
   sampling::DiscreteSchedule schedule_;
-  sampling::Prediction prediction_ = sampling::Prediction::Eps;
+  Prediction prediction_ = Prediction::Eps;
   std::string model_name_, model_hash_, vae_name_, vae_hash_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "core/context.h"
 #include "core/tensor.h"
+#include "models/prediction.h"
 #include "sampling/schedules.h"
 
 namespace easel::sampling {
@@ -17,8 +18,6 @@ namespace easel::sampling {
 // x_in (x scaled by c_in, i.e. the DDPM-space latent) at timestep t (float: samplers may ask
 // between integer timesteps; LCM and DDIM/PLMS always ask integers).
 using ModelFn = std::function<Tensor(Context& ctx, const Tensor& x_in, float t)>;
-
-enum class Prediction { Eps, V };
 
 // A sampler's view of the model.
 class Denoiser {

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "pipelines/stable_diffusion.h"
 
 namespace easel::server {
 
