@@ -9,7 +9,7 @@ and each as a ratio to easel. Developer tooling only: needs the peers' Python pa
   diffusers: the refgen venv (tools/refgen/requirements.txt)
 
   python3 bench/peers/sd_peers.py --model /work/bench-models/sd15_random.safetensors --threads 2 \
-      --easel build/easel --sdcpp-python ../venv-peers/bin/python --diffusers-python ../venv-refgen/bin/python
+      --easel build/easel [--easel-baseline OLD/easel] [--repeat 3] --sdcpp-python ../venv-peers/bin/python --diffusers-python ../venv-refgen/bin/python
 """
 import argparse
 import json
@@ -98,12 +98,12 @@ def child_diffusers(args):
     return {"load_s": t_load, "total_s": total, "step_s": sum(step_times) / len(step_times), "vae_s": vae_s}
 
 
-def child_easel(args):
-    report = os.path.join(args.out, "easel_report.json")
+def child_easel(args, binary=None, name="easel"):
+    report = os.path.join(args.out, f"{name}_report.json")
     t0 = time.perf_counter()
-    subprocess.run([args.easel, "--threads", str(args.threads), "generate", "--model", args.model, "--prompt", PROMPT,
+    subprocess.run([binary or args.easel, "--threads", str(args.threads), "generate", "--model", args.model, "--prompt", PROMPT,
                     "--steps", str(args.steps), "--sampler", "Euler", "--width", str(args.size), "--height",
-                    str(args.size), "--seed", "1", "--output", os.path.join(args.out, "easel.png"),
+                    str(args.size), "--seed", "1", "--output", os.path.join(args.out, f"{name}.png"),
                     "--report", report], check=True)
     wall = time.perf_counter() - t0
     with open(report) as f:
@@ -111,19 +111,40 @@ def child_easel(args):
     return {"load_s": r.get("load_s"), "total_s": r.get("generate_s", wall), "step_s": r["step_s"], "vae_s": r["vae_s"]}
 
 
-CHILDREN = {"easel": child_easel, "sdcpp": child_sdcpp, "diffusers": child_diffusers}
+def child_easel_baseline(args):
+    """Another easel build (e.g. the previous commit's) on the same model, to show a change costs nothing."""
+    return child_easel(args, args.easel_baseline, "easel_baseline")
+
+
+CHILDREN = {"easel": child_easel, "easel_baseline": child_easel_baseline, "sdcpp": child_sdcpp,
+            "diffusers": child_diffusers}
 
 
 def run_child(engine, args):
-    python = {"easel": sys.executable, "sdcpp": args.sdcpp_python, "diffusers": args.diffusers_python}[engine]
+    python = {"easel": sys.executable, "easel_baseline": sys.executable, "sdcpp": args.sdcpp_python, "diffusers": args.diffusers_python}[engine]
     cmd = [python, os.path.abspath(__file__), "--child", engine, "--model", args.model, "--threads", str(args.threads),
            "--steps", str(args.steps), "--size", str(args.size), "--out", args.out, "--easel", args.easel]
+    if args.easel_baseline:
+        cmd += ["--easel-baseline", args.easel_baseline]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
     # Each child reports its own peak RSS (RUSAGE_CHILDREN here would mix the engines).
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def best_of(runs):
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0]
+    best = dict(min(ok, key=lambda r: r["step_s"]))
+    for k in ("vae_s", "total_s"):
+        if all(r.get(k) for r in ok):
+            best[k] = min(r[k] for r in ok)
+    best["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in ok)
+    best["runs"] = len(ok)
+    return best
 
 
 def main():
@@ -137,7 +158,11 @@ def main():
     ap.add_argument("--easel", default="build/easel")
     ap.add_argument("--sdcpp-python", default=sys.executable)
     ap.add_argument("--diffusers-python", default=sys.executable)
+    ap.add_argument("--easel-baseline", help="a second easel binary, run as engine easel_baseline")
     ap.add_argument("--engines", default="easel,sdcpp,diffusers")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per engine, interleaved (easel, peers, easel, ...); the fastest step and "
+                         "decode times and the largest peak RSS are reported")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.child:
@@ -147,7 +172,14 @@ def main():
                                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
         print(json.dumps(r))
         return
-    results = {e: run_child(e, args) for e in args.engines.split(",")}
+    engines = args.engines.split(",")
+    if args.easel_baseline and "easel_baseline" not in engines:
+        engines.append("easel_baseline")
+    runs = {e: [] for e in engines}
+    for _ in range(args.repeat):
+        for e in engines:
+            runs[e].append(run_child(e, args))
+    results = {e: best_of(r) for e, r in runs.items()}
     base = results.get("easel", {})
     print(f"model {args.model} ({os.path.getsize(args.model) / 1e9:.2f} GB), {args.size}x{args.size}, Euler, "
           f"{args.steps} steps, {args.threads} threads; outputs in {args.out}")
