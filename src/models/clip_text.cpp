@@ -211,12 +211,13 @@ Tensor quick_gelu(Context& ctx, const Tensor& x) {
 
 }  // namespace
 
-Result<ClipTextModel> ClipTextModel::load(const std::vector<SourceTensor>& tensors, const ClipTextOptions& options) {
+Result<ClipTextModel> ClipTextModel::load(Context& ctx, const std::vector<SourceTensor>& tensors,
+                                          const ClipTextOptions& options) {
   EASEL_TRY(Mapped mapped, map_names(tensors));
   EASEL_TRY(ClipTextConfig c, detect_config(mapped, options));
   ClipTextModel m;
   m.config_ = c;
-  WeightLoader l(mapped.weights, cat("CLIP text encoder (width ", c.width, ", ", c.layers, " layers)"));
+  WeightLoader l(ctx, mapped.weights, cat("CLIP text encoder (width ", c.width, ", ", c.layers, " layers)"));
   const int64_t W = c.width, I = c.intermediate_size;
   m.token_embedding_ = l.take("text_model.embeddings.token_embedding.weight", {c.vocab_size, W});
   m.position_embedding_ = l.take("text_model.embeddings.position_embedding.weight", {c.positions, W});
@@ -260,9 +261,9 @@ std::string clip_text_variant(const ClipTextConfig& c) {
   return "clip-text";
 }
 
-Result<ClipTextModel> ClipTextModel::load(const std::vector<const Checkpoint*>& checkpoints,
+Result<ClipTextModel> ClipTextModel::load(Context& ctx, const std::vector<const Checkpoint*>& checkpoints,
                                           const ClipTextOptions& options) {
-  return load(tensors_under(checkpoints, ""), options);
+  return load(ctx, tensors_under(checkpoints, ""), options);
 }
 
 namespace {

@@ -245,7 +245,7 @@ void Unet::build(Loader& l) {
   u.conv_out_ = l.conv("conv_out", ch, c.out_channels, 3);
 }
 
-Result<Unet> Unet::load(const std::vector<SourceTensor>& tensors, const UnetOptions& options) {
+Result<Unet> Unet::load(Context& ctx, const std::vector<SourceTensor>& tensors, const UnetOptions& options) {
   EASEL_TRY(WeightMap weights, unet::map_names(tensors));
   EASEL_TRY(UnetConfig c, unet::detect_config(weights));
   EASEL_TRY_STATUS(check_heads(c, options));
@@ -254,7 +254,7 @@ Result<Unet> Unet::load(const std::vector<SourceTensor>& tensors, const UnetOpti
   Unet u;
   u.config_ = c;
   u.options_ = options;
-  WeightLoader wl(weights, "Stable Diffusion UNet");
+  WeightLoader wl(ctx, weights, "Stable Diffusion UNet");
   Loader l{{[&](const std::string& name, const Shape& shape) { return wl.take(name, shape); }}, u.config_, u.options_};
   u.build(l);
   EASEL_TRY_STATUS(wl.finish());
