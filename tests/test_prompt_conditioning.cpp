@@ -142,8 +142,8 @@ struct TinyEncoders {
   ClipTextModel openai, openclip;
 };
 
-ClipTextModel load_flavour(Context& ctx, const std::filesystem::path& dir, const nlohmann::json& f, const std::string& naming,
-                           std::vector<Checkpoint>& keep) {
+ClipTextModel load_flavour(Context& ctx, const std::filesystem::path& dir, const nlohmann::json& f,
+                           const std::string& naming, std::vector<Checkpoint>& keep) {
   keep.push_back(Checkpoint::open(dir / f.at("weights").at(naming).get<std::string>()).value());
   ClipTextOptions o;
   o.heads = f.at("heads").get<int>();

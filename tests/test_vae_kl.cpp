@@ -285,7 +285,8 @@ TEST(VaeKl, RefusesWhatIsNotAVae) {
   EXPECT_NE(none.error().message().find("not an AutoencoderKL"), std::string::npos) << none.error().message();
   // A group count that divides no level's channels: said, not crashed.
   const auto widths = s.config.at("diffusers_config").at("block_out_channels").get<std::vector<int>>();
-  auto groups = VaeKl::load(ctx, tensors_under({&*s.diffusers}, ""), {*std::max_element(widths.begin(), widths.end()) + 1});
+  auto groups =
+      VaeKl::load(ctx, tensors_under({&*s.diffusers}, ""), {*std::max_element(widths.begin(), widths.end()) + 1});
   ASSERT_FALSE(groups.ok());
   EXPECT_NE(groups.error().message().find("GroupNorm groups"), std::string::npos) << groups.error().message();
   // Both namings at once give every tensor twice.

@@ -37,9 +37,10 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const RuntimeOptions& options) 
     EASEL_TRY(Device device, parse_device(name));
     if (runtime->has(device)) return Error(cat("device '", device.str(), "' is listed twice"));
     if (!device.is_cpu())
-      return Error(cat("device '", device.str(), "' needs the CUDA backend, which this build does not have; use 'cpu'"));
-    runtime->devices_.push_back(
-        std::make_unique<DeviceRuntime>(std::make_unique<CpuBackend>(), std::make_unique<HostAllocator>(), options.threads));
+      return Error(
+          cat("device '", device.str(), "' needs the CUDA backend, which this build does not have; use 'cpu'"));
+    runtime->devices_.push_back(std::make_unique<DeviceRuntime>(std::make_unique<CpuBackend>(),
+                                                                std::make_unique<HostAllocator>(), options.threads));
   }
   return runtime;
 }

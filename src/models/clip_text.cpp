@@ -198,9 +198,11 @@ Tensor adjacent_rows(const Tensor& a, const Tensor& b, const Tensor& c) {
 
 // --- forward --------------------------------------------------------------------------------------
 
-std::vector<int64_t> host_ids(const Tensor& ids) {
-  if (ids.dtype() == DType::I64) return ids.to_vector<int64_t>();
-  const auto v = ids.to_vector<int32_t>();
+// The ids on the host, where the embedding rows are picked (wherever the caller keeps them).
+std::vector<int64_t> host_ids(Context& ctx, const Tensor& ids) {
+  const Tensor host = ops::to_host(ctx, ids);
+  if (host.dtype() == DType::I64) return host.to_vector<int64_t>();
+  const auto v = host.to_vector<int32_t>();
   return {v.begin(), v.end()};
 }
 
@@ -334,7 +336,7 @@ ClipTextOutput ClipTextModel::forward(Context& ctx, const Tensor& ids, const Cli
               " positions");
   EASEL_CHECK(options.clip_skip >= 1 && options.clip_skip <= c.layers, "CLIP text encoder: clip skip ",
               options.clip_skip, " is outside 1..", c.layers, " (the model has ", c.layers, " layers)");
-  const std::vector<int64_t> tokens = host_ids(ids);
+  const std::vector<int64_t> tokens = host_ids(ctx, ids);
   for (int64_t id : tokens)
     EASEL_CHECK(id >= 0 && id < c.vocab_size, "CLIP text encoder: token id ", id, " is outside the vocabulary of ",
                 c.vocab_size);

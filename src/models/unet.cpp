@@ -281,7 +281,7 @@ Tensor Unet::timestep_embedding(Context& ctx, const Tensor& timesteps) const {
   // diffusers get_timestep_embedding(t, C0, flip_sin_to_cos=True, downscale_freq_shift=0), in f32
   // step by step as torch computes it: freq_i = exp(-ln(10000) * i / half); [cos(t freq), sin(t freq)]
   const int64_t dim = config_.block_channels[0], half = dim / 2;
-  const std::vector<float> t = timesteps.to_vector<float>();
+  const std::vector<float> t = ops::to_host(ctx, timesteps).to_vector<float>();
   std::vector<float> emb(t.size() * size_t(dim), 0.0f);
   const float log_period = -std::log(10000.0f);
   for (size_t n = 0; n < t.size(); ++n)
@@ -291,9 +291,7 @@ Tensor Unet::timestep_embedding(Context& ctx, const Tensor& timesteps) const {
       emb[n * size_t(dim) + size_t(i)] = std::cos(arg);
       emb[n * size_t(dim) + size_t(half + i)] = std::sin(arg);
     }
-  Tensor out = ctx.empty({int64_t(t.size()), dim});
-  ops::copy_(ctx, Tensor::from_vector(emb, {int64_t(t.size()), dim}), out);
-  return out;
+  return ops::to_device(ctx, Tensor::from_vector(emb, {int64_t(t.size()), dim}));
 }
 
 Tensor Unet::forward(Context& ctx, const Tensor& x, const Tensor& timesteps, const Tensor& context) const {

@@ -348,7 +348,8 @@ Result<VaeKl> VaeKl::load_weights(Context* ctx, const std::vector<SourceTensor>&
   std::string levels;
   for (int ch : config.channels) levels += cat(levels.empty() ? "" : ", ", ch);
   std::string name = cat("AutoencoderKL (", levels, "; ", config.latent_channels, " latent channels)");
-  WeightLoader loader = ctx ? WeightLoader(*ctx, weights, std::move(name)) : WeightLoader::check_only(weights, std::move(name));
+  WeightLoader loader =
+      ctx ? WeightLoader(*ctx, weights, std::move(name)) : WeightLoader::check_only(weights, std::move(name));
   const bool any_encoder = count_indexed(weights, "encoder.down_blocks.", ".resnets.0.conv1.weight") > 0;
   const bool any_decoder = count_indexed(weights, "decoder.up_blocks.", ".resnets.0.conv1.weight") > 0;
   const int lc = config.latent_channels;

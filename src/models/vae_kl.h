@@ -142,7 +142,8 @@ class VaeKl {
 
   // load() on `ctx`, or with ctx null a check of names and shapes only (recognition: the weights
   // stay the checkpoint's host views).
-  static Result<VaeKl> load_weights(Context* ctx, const std::vector<SourceTensor>& tensors, const VaeKlOptions& options);
+  static Result<VaeKl> load_weights(Context* ctx, const std::vector<SourceTensor>& tensors,
+                                    const VaeKlOptions& options);
   friend std::optional<VaeKlConfig> vae_kl_recognize(const Checkpoint& ck, bool* encoder, bool* decoder);
 };
 

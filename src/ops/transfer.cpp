@@ -7,9 +7,10 @@ namespace {
 
 // Every transfer goes between the host and one device, run by that device's backend.
 std::string how_to_move(Device from, Device to) {
-  if (from.is_cpu()) return cat("move it with ops::to_device on this context");
+  if (from.is_cpu()) return "move it with ops::to_device on this context";
   if (to.is_cpu()) return cat("bring it to the host with ops::to_host on a context of ", from.str());
-  return cat("move it through the host: ops::to_host on a context of ", from.str(), ", then ops::to_device on this one");
+  return cat("move it through the host: ops::to_host on a context of ", from.str(),
+             ", then ops::to_device on this one");
 }
 
 }  // namespace
