@@ -15,7 +15,7 @@ namespace {
 
 struct Bench {
   std::unique_ptr<Runtime> runtime = Runtime::create().value();
-  Context& ctx = runtime->context();
+  Context ctx = runtime->context();
 
   Tensor random(const Shape& shape) {
     std::vector<float> v(static_cast<size_t>(shape.numel()));

@@ -63,7 +63,7 @@ Tensor make_weight(const Shape& shape, DType dtype, bool writable, uint32_t seed
 // x [M, K] · w[N, K]ᵀ + bias: the projections of SD1.5's first UNet level (4096 tokens, 320
 // channels: FF up and down, proj_in/out at 1024 tokens) and the text-conditioning K/V (77 tokens).
 void BM_Linear(benchmark::State& state) {
-  Context& ctx = runtime().context();
+  Context ctx = runtime().context();
   const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
   const DType wt = state.range(3) ? DType::F16 : DType::F32;
   const Tensor x = Tensor::from_vector(random_values(M * K, 1), {M, K});
@@ -87,7 +87,7 @@ BENCHMARK(BM_Linear)
 // 128@256x256 and TAESD's 64@128x128. Weight modes: 0 f32 read-only (packed once, cached),
 // 1 f32 writable (re-packed every call), 2 f16 read-only, 3 f16 writable (converted every call).
 void BM_Conv3x3(benchmark::State& state) {
-  Context& ctx = runtime().context();
+  Context ctx = runtime().context();
   const int64_t C = state.range(0), HW = state.range(1), mode = state.range(2);
   const DType wt = mode >= 2 ? DType::F16 : DType::F32;
   const bool writable = mode % 2 == 1;
@@ -115,7 +115,7 @@ BENCHMARK(BM_Conv3x3)
 // cross-attention to 77 text tokens. q, k, v are [B, H, N, D] views of [B, N, H, D] buffers,
 // as a model's projections produce them. Flops: 4·B·H·Nq·Nk·D (QKᵀ and PV).
 void BM_Attention(benchmark::State& state) {
-  Context& ctx = runtime().context();
+  Context ctx = runtime().context();
   const int64_t H = state.range(0), Nq = state.range(1), Nk = state.range(2), D = state.range(3);
   auto view = [&](int64_t n, uint32_t seed) {
     return Tensor::from_vector(random_values(n * H * D, seed), {1, n, H, D}).permute({0, 2, 1, 3});

@@ -24,12 +24,12 @@ void BM_Taef2Decode512(benchmark::State& state) {
   std::vector<const Checkpoint*> parts;
   for (const auto& ck : *checkpoints)
     if (recognize(ck)) parts.push_back(&ck);
-  auto taesd = Taesd::load(parts);
+  Context ctx = runtime().context();
+  auto taesd = Taesd::load(ctx, parts);
   if (!taesd) {
     state.SkipWithError(taesd.error().message().c_str());
     return;
   }
-  Context& ctx = runtime().context();
   Tensor latents = ops::full(ctx, {1, taesd->config().latent_channels, 64, 64}, 0.5f);
   run_timed(state, 2.0 * double(taesd->decode_macs(64, 64)), [&] { benchmark::DoNotOptimize(taesd->decode(ctx, latents).raw()); });
 }

@@ -44,7 +44,8 @@ const Unet& sd15() {
       for (auto& x : v) x = int16_t(f32_to_f16((norm && name.ends_with("weight") ? 1.0f : 0.0f) + scale * u(rng)));
       tensors.push_back({name, Tensor::from_vector(v, shape).bitcast(DType::F16), name});
     }
-    return Unet::load(tensors, UnetOptions::sd1()).value();
+    Context ctx = runtime().context();
+    return Unet::load(ctx, tensors, UnetOptions::sd1()).value();
   }();
   return unet;
 }
@@ -52,7 +53,7 @@ const Unet& sd15() {
 void BM_UnetSd15_64x64(benchmark::State& state) {
   const int64_t batch = state.range(0);
   const Unet& unet = sd15();
-  Context& ctx = runtime().context();
+  Context ctx = runtime().context();
   Tensor x = ops::full(ctx, {batch, 4, 64, 64}, 0.5f);
   Tensor t = ops::full(ctx, {batch}, 500.0f);
   Tensor context = ops::full(ctx, {batch, 77, 768}, 0.1f);

@@ -75,12 +75,12 @@ std::vector<SourceTensor> sd_vae_decoder_tensors() {
 }
 
 void BM_VaeKlDecode512(benchmark::State& state) {
-  auto vae = VaeKl::load(sd_vae_decoder_tensors());
+  Context ctx = runtime().context();
+  auto vae = VaeKl::load(ctx, sd_vae_decoder_tensors());
   if (!vae) {
     state.SkipWithError(vae.error().message().c_str());
     return;
   }
-  Context& ctx = runtime().context();
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
   std::vector<float> z(4 * 64 * 64);
@@ -91,7 +91,7 @@ void BM_VaeKlDecode512(benchmark::State& state) {
             [&] { benchmark::DoNotOptimize(vae->decode(ctx, latents).raw()); });
   // High-water mark of the activations held at once (the allocator's; attention and GEMM
   // scratch come on top).
-  state.counters["act_peak_MB"] = double(runtime().allocator().stats().peak_in_use) * 1e-6;
+  state.counters["act_peak_MB"] = double(ctx.allocator().stats().peak_in_use) * 1e-6;
 }
 BENCHMARK(BM_VaeKlDecode512)->Unit(benchmark::kSecond)->UseManualTime()->Iterations(1);
 

@@ -23,7 +23,7 @@ namespace easel::testing {
 class OpsTest : public ::testing::Test {
  protected:
   std::unique_ptr<Runtime> runtime = Runtime::create().value();
-  Context& ctx = runtime->context();
+  Context ctx = runtime->context();
 };
 
 inline std::vector<float> random_values(int64_t n, uint32_t seed, float lo = -3.0f, float hi = 3.0f) {

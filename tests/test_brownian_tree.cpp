@@ -74,7 +74,7 @@ TEST(BrownianTree, SeedSequenceMatchesNumpy) {
 TEST(BrownianTree, NoiseSamplerMatchesKDiffusion) {
   const BrownianSet set = load_set();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   ASSERT_FALSE(set.info["tree_cases"].empty());
   int n_queries = 0, n_exact = 0;
   float worst = 0;
@@ -124,7 +124,7 @@ struct RecordingNoise : IntervalNoise {
 TEST(BrownianTree, SdeSamplersMatchA1111EveryStep) {
   const BrownianSet set = load_set();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   const json& sched = set.info["schedule"];
   const DiscreteSchedule training = DiscreteSchedule::scaled_linear(
       sched["num_train_timesteps"].get<int>(), sched["beta_start"].get<double>(), sched["beta_end"].get<double>());
@@ -232,8 +232,9 @@ TEST(BrownianTree, BadInputIsAnError) {
   ImageRng noise(SeedParams{{1}});
   SamplerOptions opt;
   opt.interval_noise = three.get();
-  const Tensor x = plan.start(rt->context(), noise.next(rt->context(), Shape{1, 4, 2, 2}));
-  EXPECT_FALSE(sample(rt->context(), plan, model, x, noise, opt).ok());
+  Context ctx = rt->context();
+  const Tensor x = plan.start(ctx, noise.next(ctx, Shape{1, 4, 2, 2}));
+  EXPECT_FALSE(sample(ctx, plan, model, x, noise, opt).ok());
 }
 
 }  // namespace

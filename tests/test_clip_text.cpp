@@ -86,7 +86,7 @@ struct TraceCheck {
 // Every case of one flavour, every layer, final norm, pooled, projected and clip skip 2.
 void check_model(const ClipSet& s, const std::string& flavour, const ClipTextModel& model, const std::string& label) {
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   const auto cases = case_names(s, flavour);
   ASSERT_FALSE(cases.empty()) << flavour;
   const int layers = model.config().layers;
@@ -132,6 +132,8 @@ void check_model(const ClipSet& s, const std::string& flavour, const ClipTextMod
 }
 
 TEST(ClipText, MatchesReferenceLayerByLayerInEveryNaming) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   ClipSet s = load_set();
   const auto names = flavours(s);
   ASSERT_FALSE(names.empty());
@@ -140,7 +142,7 @@ TEST(ClipText, MatchesReferenceLayerByLayerInEveryNaming) {
     for (const auto& [naming, file] : f.at("weights").items()) {
       SCOPED_TRACE(flavour + " / " + naming);
       std::vector<Checkpoint> keep;
-      auto model = ClipTextModel::load(read_tensors(s.dir / file.get<std::string>(), keep), options_from(f));
+      auto model = ClipTextModel::load(ctx, read_tensors(s.dir / file.get<std::string>(), keep), options_from(f));
       ASSERT_TRUE(model.ok()) << model.error().message();
       const ClipTextConfig& c = model->config();
       EXPECT_EQ(c.vocab_size, f.at("vocab_size").get<int64_t>());
@@ -159,7 +161,7 @@ TEST(ClipText, MatchesReferenceLayerByLayerInEveryNaming) {
 TEST(ClipText, RunsOnF16Weights) {
   ClipSet s = load_set();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   for (const std::string& flavour : flavours(s)) {
     const auto& f = s.config.at(flavour);
     for (const auto& [naming, file] : f.at("weights").items()) {
@@ -168,7 +170,7 @@ TEST(ClipText, RunsOnF16Weights) {
       auto tensors = read_tensors(s.dir / file.get<std::string>(), keep);
       for (SourceTensor& t : tensors)
         if (t.tensor.dtype() == DType::F32) t.tensor = ops::cast(ctx, t.tensor, DType::F16);
-      auto model = ClipTextModel::load(tensors, options_from(f));
+      auto model = ClipTextModel::load(ctx, tensors, options_from(f));
       ASSERT_TRUE(model.ok()) << model.error().message();
       for (const std::string& c : case_names(s, flavour)) {
         ClipEncodeOptions o;
@@ -187,6 +189,8 @@ TEST(ClipText, RunsOnF16Weights) {
 
 // Old SD1 single files name the text model without `text_model.` (cond_stage_model.transformer.encoder...).
 TEST(ClipText, LoadsTransformersNamingWithoutTextModelPrefix) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   ClipSet s = load_set();
   for (const std::string& flavour : flavours(s)) {
     const auto& f = s.config.at(flavour);
@@ -204,7 +208,7 @@ TEST(ClipText, LoadsTransformersNamingWithoutTextModelPrefix) {
       old_style.push_back(t);
     }
     ASSERT_GT(renamed, 0);
-    auto model = ClipTextModel::load(old_style, options_from(f));
+    auto model = ClipTextModel::load(ctx, old_style, options_from(f));
     ASSERT_TRUE(model.ok()) << model.error().message();
     check_model(s, flavour, *model, flavour + "/old-sd1-naming");
   }
@@ -212,6 +216,8 @@ TEST(ClipText, LoadsTransformersNamingWithoutTextModelPrefix) {
 
 // What shapes cannot tell, derived: heads = width / 64; activation from naming and width.
 TEST(ClipText, DerivesDefaultsFromNamingAndSize) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   ClipSet s = load_set();
   for (const std::string& flavour : flavours(s)) {
     const auto& f = s.config.at(flavour);
@@ -220,13 +226,13 @@ TEST(ClipText, DerivesDefaultsFromNamingAndSize) {
       const auto tensors = read_tensors(s.dir / file.get<std::string>(), keep);
       ClipTextOptions o;
       o.heads = f.at("heads").get<int>();
-      auto model = ClipTextModel::load(tensors, o);
+      auto model = ClipTextModel::load(ctx, tensors, o);
       ASSERT_TRUE(model.ok()) << model.error().message();
       // Our tiny models are narrower than 768: transformers naming reads as openai CLIP.
       EXPECT_EQ(model->config().activation,
                 naming == "open_clip" ? ClipActivation::Gelu : ClipActivation::QuickGelu) << flavour << "/" << naming;
       if (f.at("width").get<int>() % 64 != 0) {  // width / 64 heads does not work: the message says so
-        auto bad = ClipTextModel::load(tensors);
+        auto bad = ClipTextModel::load(ctx, tensors);
         ASSERT_FALSE(bad.ok());
         EXPECT_NE(bad.error().message().find("attention heads"), std::string::npos) << bad.error().message();
       }
@@ -248,25 +254,29 @@ std::vector<SourceTensor> open_clip_tensors(const ClipSet& s, std::vector<Checkp
 }
 
 TEST(ClipText, ReportsAMissingTensorByName) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   ClipSet s = load_set();
   std::vector<Checkpoint> keep;
   ClipTextOptions o;
   auto tensors = open_clip_tensors(s, keep, o);
   std::erase_if(tensors, [](const SourceTensor& t) { return t.name == "transformer.resblocks.1.mlp.c_fc.bias"; });
-  auto model = ClipTextModel::load(tensors, o);
+  auto model = ClipTextModel::load(ctx, tensors, o);
   ASSERT_FALSE(model.ok());
   EXPECT_NE(model.error().message().find("missing text_model.encoder.layers.1.mlp.fc1.bias"), std::string::npos)
       << model.error().message();
 }
 
 TEST(ClipText, ReportsAWrongShapeWithTheSourceName) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   ClipSet s = load_set();
   std::vector<Checkpoint> keep;
   ClipTextOptions o;
   auto tensors = open_clip_tensors(s, keep, o);
   for (SourceTensor& t : tensors)
     if (t.name == "transformer.resblocks.0.mlp.c_proj.weight") t.tensor = t.tensor.narrow(1, 0, t.tensor.size(1) - 1);
-  auto model = ClipTextModel::load(tensors, o);
+  auto model = ClipTextModel::load(ctx, tensors, o);
   ASSERT_FALSE(model.ok());
   const std::string& msg = model.error().message();
   EXPECT_NE(msg.find("transformer.resblocks.0.mlp.c_proj.weight"), std::string::npos) << msg;
@@ -274,35 +284,37 @@ TEST(ClipText, ReportsAWrongShapeWithTheSourceName) {
 }
 
 TEST(ClipText, RejectsTensorsItDoesNotKnowButIgnoresCheckpointExtras) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   ClipSet s = load_set();
   std::vector<Checkpoint> keep;
   ClipTextOptions o;
   auto tensors = open_clip_tensors(s, keep, o);
   // What SD2 single files carry beside the text weights (logit_scale is in the set's file already).
   tensors.push_back({"text_model.embeddings.position_ids", Tensor::from_vector(std::vector<int64_t>(77), {1, 77}), "x"});
-  EXPECT_TRUE(ClipTextModel::load(tensors, o).ok());
+  EXPECT_TRUE(ClipTextModel::load(ctx, tensors, o).ok());
 
   auto with_visual = tensors;
   with_visual.push_back({"visual.proj", Tensor::from_vector(std::vector<float>(4), {2, 2}), "sd2.safetensors: visual.proj"});
-  auto model = ClipTextModel::load(with_visual, o);
+  auto model = ClipTextModel::load(ctx, with_visual, o);
   ASSERT_FALSE(model.ok());
   EXPECT_NE(model.error().message().find("visual.proj"), std::string::npos) << model.error().message();
 
   auto extra_layer_tensor = tensors;
   extra_layer_tensor.push_back({"transformer.resblocks.0.attn.bias_k", Tensor::from_vector(std::vector<float>(4), {4}),
                                 "sd2.safetensors: transformer.resblocks.0.attn.bias_k"});
-  model = ClipTextModel::load(extra_layer_tensor, o);
+  model = ClipTextModel::load(ctx, extra_layer_tensor, o);
   ASSERT_FALSE(model.ok());
   EXPECT_NE(model.error().message().find("bias_k"), std::string::npos) << model.error().message();
 }
 
 TEST(ClipText, RejectsBadTokenIdsAndClipSkip) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   ClipSet s = load_set();
   std::vector<Checkpoint> keep;
   ClipTextOptions o;
-  auto model = ClipTextModel::load(open_clip_tensors(s, keep, o), o).value();
-  auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  auto model = ClipTextModel::load(ctx, open_clip_tensors(s, keep, o), o).value();
   const int64_t V = model.config().vocab_size;
   auto r = catch_errors([&] { return model.encode(ctx, Tensor::from_vector(std::vector<int32_t>{1, int32_t(V)}, {1, 2})); });
   ASSERT_FALSE(r.ok());

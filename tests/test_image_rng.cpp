@@ -19,8 +19,8 @@ std::vector<float> image(const Tensor& batch, int64_t i) {
 }
 
 TEST(ImageRng, EachImageHasItsOwnGenerator) {
-  auto rt = Runtime::create({"cpu", 1}).value();
-  Context& ctx = rt->context();
+  auto rt = Runtime::create({.threads = 1}).value();
+  Context ctx = rt->context();
   ImageRng rng(SeedParams{{7, 8}, {}, 0, 0, 0, 0});
   const Tensor first = rng.next(ctx, Shape{2, 4, 3, 5}), second = rng.next(ctx, Shape{2, 4, 3, 5});
   EXPECT_EQ(first.shape(), (Shape{2, 4, 3, 5}));
@@ -31,8 +31,8 @@ TEST(ImageRng, EachImageHasItsOwnGenerator) {
 }
 
 TEST(ImageRng, ShapeMustMatchTheSeeds) {
-  auto rt = Runtime::create({"cpu", 1}).value();
-  Context& ctx = rt->context();
+  auto rt = Runtime::create({.threads = 1}).value();
+  Context ctx = rt->context();
   ImageRng rng(SeedParams{{1, 2}});
   EXPECT_THROW(rng.next(ctx, Shape{3, 4, 2, 2}), Exception);
   rng.next(ctx, Shape{2, 4, 2, 2});
@@ -40,16 +40,16 @@ TEST(ImageRng, ShapeMustMatchTheSeeds) {
 }
 
 TEST(ImageRng, EtaNoiseSeedDeltaRestartsTheStreams) {
-  auto rt = Runtime::create({"cpu", 1}).value();
-  Context& ctx = rt->context();
+  auto rt = Runtime::create({.threads = 1}).value();
+  Context ctx = rt->context();
   ImageRng rng(SeedParams{{5}, {}, 0, 0, 0, 31337});
   EXPECT_EQ(image(rng.next(ctx, Shape{1, 4, 4, 4}), 0), draw(5, 64));
   EXPECT_EQ(image(rng.next(ctx, Shape{1, 4, 4, 4}), 0), draw(5 + 31337, 64));
 }
 
 TEST(ImageRng, SeedResizePastesTheOldNoiseCentred) {
-  auto rt = Runtime::create({"cpu", 1}).value();
-  Context& ctx = rt->context();
+  auto rt = Runtime::create({.threads = 1}).value();
+  Context ctx = rt->context();
   // Noise drawn for 16x8 pixels (2x1 latents), pasted into 4x3 latents.
   ImageRng rng(SeedParams{{3}, {}, 0, 16, 8, 0});
   const auto got = image(rng.next(ctx, Shape{1, 1, 3, 4}), 0);
@@ -61,8 +61,8 @@ TEST(ImageRng, SeedResizePastesTheOldNoiseCentred) {
 }
 
 TEST(ImageRng, VariationSeedSlerps) {
-  auto rt = Runtime::create({"cpu", 1}).value();
-  Context& ctx = rt->context();
+  auto rt = Runtime::create({.threads = 1}).value();
+  Context ctx = rt->context();
   ImageRng rng(SeedParams{{11}, {12}, 0.3, 0, 0, 0});
   const auto got = image(rng.next(ctx, Shape{1, 2, 3, 3}), 0);
   const auto expected = a1111_slerp(0.3f, draw(11, 18), draw(12, 18), 2, 3, 3);

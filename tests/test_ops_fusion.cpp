@@ -13,7 +13,7 @@ using testing::random_tensor;
 
 TEST(OpsFusion, Conv2dWithReluEqualsReluOfConv2d) {
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   struct Case {
     Shape x, w;
     int stride, pad;

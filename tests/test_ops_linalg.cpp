@@ -26,7 +26,7 @@ constexpr double kTol = 1e-5;
 class LinalgTest : public ::testing::Test {
  protected:
   std::unique_ptr<Runtime> runtime = Runtime::create().value();
-  Context& ctx = runtime->context();
+  Context ctx = runtime->context();
 };
 
 std::vector<float> random_values(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
@@ -634,7 +634,7 @@ TEST(LinalgThreads, OneThreadGivesTheSameAnswers) {
   RuntimeOptions options;
   options.threads = 1;
   auto runtime = Runtime::create(options).value();
-  Context& ctx = runtime->context();
+  Context ctx = runtime->context();
   run_conv_case(ctx, {2, 16, 20, 20, 24, 3, 3, params(1, 1)}, DType::F16, Layout::Permuted, true, false, 9000);
   run_attention_case(ctx, {1, 2, 100, 140, 40, 40}, Layout::Permuted, {}, true, 0.0f, 9100);
   const int64_t M = 50, K = 96, N = 70;

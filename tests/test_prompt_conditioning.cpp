@@ -142,23 +142,23 @@ struct TinyEncoders {
   ClipTextModel openai, openclip;
 };
 
-ClipTextModel load_flavour(const std::filesystem::path& dir, const nlohmann::json& f, const std::string& naming,
-                           std::vector<Checkpoint>& keep) {
+ClipTextModel load_flavour(Context& ctx, const std::filesystem::path& dir, const nlohmann::json& f,
+                           const std::string& naming, std::vector<Checkpoint>& keep) {
   keep.push_back(Checkpoint::open(dir / f.at("weights").at(naming).get<std::string>()).value());
   ClipTextOptions o;
   o.heads = f.at("heads").get<int>();
   o.activation = f.at("hidden_act") == "quick_gelu" ? ClipActivation::QuickGelu : ClipActivation::Gelu;
-  return ClipTextModel::load(tensors_under({&keep.back()}, ""), o).value();
+  return ClipTextModel::load(ctx, tensors_under({&keep.back()}, ""), o).value();
 }
 
-TinyEncoders tiny_encoders() {
+TinyEncoders tiny_encoders(Context& ctx) {
   const auto dir = testing::set_dir("clip_text_tiny");
   std::ifstream in(dir / "config.json");
   const auto config = nlohmann::json::parse(in);
   TinyEncoders t;
   t.files.reserve(2);
-  t.openai = load_flavour(dir, config.at("openai"), "transformers", t.files);
-  t.openclip = load_flavour(dir, config.at("openclip"), "open_clip", t.files);
+  t.openai = load_flavour(ctx, dir, config.at("openai"), "transformers", t.files);
+  t.openclip = load_flavour(ctx, dir, config.at("openclip"), "open_clip", t.files);
   return t;
 }
 
@@ -178,9 +178,9 @@ ChunkEncoder tiny_encoder(const ClipTextModel& m, std::vector<std::vector<int>>*
 
 TEST(PromptConditioning, WeightsScaleTokensAndTheMeanIsRestored) {
   const auto tok = tokenizer();
-  auto enc = tiny_encoders();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
+  auto enc = tiny_encoders(ctx);
   const std::vector<std::string> plain{"cat dog"}, weighted{"(cat:1.5) (dog:0.5)"};
   const Tensor z = encode_prompts(ctx, tok, plain, tiny_encoder(enc.openai)).value().hidden;
   const auto zw = encode_prompts(ctx, tok, weighted, tiny_encoder(enc.openai)).value();
@@ -217,9 +217,9 @@ TEST(PromptConditioning, WeightsScaleTokensAndTheMeanIsRestored) {
 
 TEST(PromptConditioning, ChunksConcatenateAndBatchesPadWithEmptyChunks) {
   const auto tok = tokenizer();
-  auto enc = tiny_encoders();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
+  auto enc = tiny_encoders(ctx);
   const std::vector<std::string> one{"cat BREAK dog"};
   const auto r = encode_prompts(ctx, tok, one, tiny_encoder(enc.openai)).value();
   EXPECT_EQ(r.chunks, 2);
@@ -250,9 +250,9 @@ TEST(PromptConditioning, ChunksConcatenateAndBatchesPadWithEmptyChunks) {
 
 TEST(PromptConditioning, OpenClipPadsAfterTheFirstEosWithZero) {
   const auto tok = tokenizer();
-  auto enc = tiny_encoders();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
+  auto enc = tiny_encoders(ctx);
   std::vector<std::vector<int>> seen;
   PromptEncodeOptions o;
   o.pad_id = 0;
@@ -270,7 +270,7 @@ TEST(PromptConditioning, OpenClipPadsAfterTheFirstEosWithZero) {
 TEST(PromptConditioning, EncoderErrorsBecomeErrors) {
   const auto tok = tokenizer();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   ChunkEncoder failing = [](Context&, const Tensor&) -> ChunkEncoding { throw Exception("boom"); };
   auto r = encode_prompts(ctx, tok, std::vector<std::string>{"cat"}, failing);
   ASSERT_FALSE(r.ok());

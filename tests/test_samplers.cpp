@@ -71,7 +71,7 @@ float max_rel_table(const std::vector<float>& ours, const Tensor& ref) {
 TEST(Samplers, MatchReferenceEveryStep) {
   SamplerSet set = load_set();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   const json& sched = set.info["schedule"];
   ASSERT_EQ(sched["type"], "scaled_linear");
   const DiscreteSchedule training = DiscreteSchedule::scaled_linear(
@@ -192,7 +192,7 @@ TEST(Samplers, UnknownNamesListTheValidOnes) {
 
 TEST(Samplers, ErrorPaths) {
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   const DiscreteSchedule training = DiscreteSchedule::scaled_linear();
   ModelFn fn = [](Context& c, const Tensor& x, float) { return ops::affine(c, x, 0.5f, 0.0f); };
   CompVisDenoiser model(training, Prediction::Eps, fn);
@@ -224,7 +224,7 @@ TEST(Samplers, ErrorPaths) {
 
 TEST(Samplers, GuidanceRescaleKeepsCondStd) {
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   ImageRng noise(SeedParams{{3, 4}});
   const Tensor u = noise.next(ctx, Shape{2, 4, 3, 3});
   const Tensor c = ops::affine(ctx, noise.next(ctx, Shape{2, 4, 3, 3}), 2.0f, 0.1f);

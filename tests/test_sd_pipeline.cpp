@@ -50,10 +50,10 @@ SdLoadOptions load_options(const json& model) {
 }
 
 // The set's first SD 1.x text-to-image model, loaded; a test failure when the set has none.
-std::optional<StableDiffusion> first_sd1_txt2img_model(const fs::path& dir, const json& info) {
+std::optional<StableDiffusion> first_sd1_txt2img_model(Context& ctx, const fs::path& dir, const json& info) {
   for (const auto& [file, model] : info["models"].items()) {
     if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4) continue;
-    auto sd = StableDiffusion::load(dir / file, load_options(model));
+    auto sd = StableDiffusion::load(ctx, dir / file, load_options(model));
     EXPECT_TRUE(sd.ok()) << file << ": " << sd.error().message();
     if (!sd.ok()) return std::nullopt;
     return std::move(*sd);
@@ -106,8 +106,8 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
   const json info = read_json(dir / "info.json");
   const json cases = read_json(dir / "cases.json")["cases"];
   const Checkpoint golden = Checkpoint::open(dir / "cases.safetensors").value();
-  auto rt = Runtime::create({"cpu", 0}).value();
-  Context& ctx = rt->context();
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   std::map<std::string, StableDiffusion> models;
   int checked = 0;
   for (const auto& [name, c] : cases.items()) {
@@ -115,7 +115,7 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
     const GenerationParams p = request_params(c["request"], dir);
     const std::string model_file = c["model_file"];
     if (!models.count(model_file)) {
-      auto sd = StableDiffusion::load(dir / model_file, load_options(info["models"][model_file]));
+      auto sd = StableDiffusion::load(ctx, dir / model_file, load_options(info["models"][model_file]));
       ASSERT_TRUE(sd.ok()) << sd.error().message();
       models.emplace(model_file, std::move(*sd));
     }
@@ -173,7 +173,8 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
 TEST(SdPipeline, EveryLayoutOfOneModelGivesTheSameImage) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
   const json info = read_json(dir / "info.json");
-  auto rt = Runtime::create({"cpu", 0}).value();
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   std::map<std::string, std::vector<std::string>> layouts;  // first file -> files with the same weights
   for (const auto& [file, m] : info["models"].items())
     if (m.contains("same_weights_as") && m["same_weights_as"].is_array())
@@ -185,9 +186,9 @@ TEST(SdPipeline, EveryLayoutOfOneModelGivesTheSameImage) {
     std::vector<uint8_t> reference;
     for (const std::string& file : files) {
       SCOPED_TRACE(file);
-      auto sd = StableDiffusion::load(dir / file, load_options(info["models"][file]));
+      auto sd = StableDiffusion::load(ctx, dir / file, load_options(info["models"][file]));
       ASSERT_TRUE(sd.ok()) << sd.error().message();
-      auto r = sd->generate(rt->context(), p);
+      auto r = sd->generate(ctx, p);
       ASSERT_TRUE(r.ok()) << r.error().message();
       if (reference.empty()) reference = r->images[0].image.pixels;
       else EXPECT_EQ(r->images[0].image.pixels, reference);
@@ -208,11 +209,12 @@ TEST(SdPipeline, OnlyMaskedWithABlankMaskFallsBackToImg2Img) {
   p.mask = blank.string();
   p.inpaint_full_res = true;
   p.mask_blur = 0;
-  auto rt = Runtime::create({"cpu", 0}).value();
-  auto sd = StableDiffusion::load(dir / c["model_file"].get<std::string>(),
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
+  auto sd = StableDiffusion::load(ctx, dir / c["model_file"].get<std::string>(),
                                   load_options(info["models"][c["model_file"].get<std::string>()]));
   ASSERT_TRUE(sd.ok()) << sd.error().message();
-  auto r = sd->generate(rt->context(), p);
+  auto r = sd->generate(ctx, p);
   fs::remove(blank);
   ASSERT_TRUE(r.ok()) << r.error().message();
   ASSERT_EQ(r->comments.size(), 1u);
@@ -230,9 +232,10 @@ TEST(SdPipeline, OnlyMaskedWithABlankMaskFallsBackToImg2Img) {
 TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
   const json info = read_json(dir / "info.json");
-  auto rt = Runtime::create({"cpu", 0}).value();
-  auto sd1 = StableDiffusion::load(dir / "sd1.safetensors", load_options(info["models"]["sd1.safetensors"]));
-  auto inpainting = StableDiffusion::load(dir / "sd1_inpainting.safetensors",
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
+  auto sd1 = StableDiffusion::load(ctx, dir / "sd1.safetensors", load_options(info["models"]["sd1.safetensors"]));
+  auto inpainting = StableDiffusion::load(ctx, dir / "sd1_inpainting.safetensors",
                                           load_options(info["models"]["sd1_inpainting.safetensors"]));
   ASSERT_TRUE(sd1.ok() && inpainting.ok());
   GenerationParams p;
@@ -243,7 +246,7 @@ TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
   p.seed = 1;
   p.init_image = (dir / "init.png").string();
   auto error_of = [&](const StableDiffusion& sd, const GenerationParams& q) {
-    auto r = sd.generate(rt->context(), q);
+    auto r = sd.generate(ctx, q);
     return r.ok() ? std::string("(no error)") : r.error().message();
   };
   GenerationParams q = p;
@@ -272,18 +275,19 @@ TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
 // current_iter_seeds): the second batch of "seed 5, 2 x 2 images" is the batch of "seed 7, 2 images".
 TEST(SdPipeline, SdeNoiseFollowsEachBatchsSeeds) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
-  auto sd = first_sd1_txt2img_model(dir, read_json(dir / "info.json"));
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
+  auto sd = first_sd1_txt2img_model(ctx, dir, read_json(dir / "info.json"));
   ASSERT_TRUE(sd);
-  auto rt = Runtime::create({"cpu", 0}).value();
   GenerationParams p = small_request(3, 5);
   p.sampler_name = "DPM++ 2M SDE";
   p.batch_size = 2;
   p.n_iter = 2;
-  auto both = sd->generate(rt->context(), p);
+  auto both = sd->generate(ctx, p);
   ASSERT_TRUE(both.ok()) << both.error().message();
   p.n_iter = 1;
   p.seed = 7;
-  auto second = sd->generate(rt->context(), p);
+  auto second = sd->generate(ctx, p);
   ASSERT_TRUE(second.ok()) << second.error().message();
   ASSERT_EQ(both->images.size(), 4u);
   for (int i = 0; i < 2; ++i) EXPECT_EQ(both->images[2 + i].image.pixels, second->images[i].image.pixels) << i;
@@ -294,10 +298,10 @@ TEST(SdPipeline, SdeNoiseFollowsEachBatchsSeeds) {
 // more batches; skip finishes the current batch the same way and goes on with the next.
 TEST(SdPipeline, InterruptAndSkipFinishWithWhatTheyHave) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
-  auto sd = first_sd1_txt2img_model(dir, read_json(dir / "info.json"));
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
+  auto sd = first_sd1_txt2img_model(ctx, dir, read_json(dir / "info.json"));
   ASSERT_TRUE(sd);
-  auto rt = Runtime::create({"cpu", 0}).value();
-  Context& ctx = rt->context();
   GenerationParams p = small_request(4, 5);
   p.n_iter = 2;
   for (const bool skip : {false, true}) {
@@ -321,11 +325,13 @@ TEST(SdPipeline, InterruptAndSkipFinishWithWhatTheyHave) {
 
 TEST(SdPipeline, ClearErrorsForWrongInput) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
-  auto missing = StableDiffusion::load(dir / "no_such_model.safetensors");
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
+  auto missing = StableDiffusion::load(ctx, dir / "no_such_model.safetensors");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message().find("no such file"), std::string::npos);
   // A TAESD file is a checkpoint, but not a Stable Diffusion one.
-  auto wrong = StableDiffusion::load(testing::set_dir("taef2_real") / "taef2_decoder.safetensors");
+  auto wrong = StableDiffusion::load(ctx, testing::set_dir("taef2_real") / "taef2_decoder.safetensors");
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.error().message().find("not a Stable Diffusion"), std::string::npos) << wrong.error().message();
 }

@@ -91,21 +91,22 @@ TEST(LatentPreview, TaesdDecoderMakesAFullSizeImage) {
   const fs::path dir = fs::temp_directory_path() / ("easel_preview_taesd_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   write_random_taesd_decoder(dir / "taesd_decoder.safetensors");
-  auto previewer = LatentPreviewer::load_taesd(dir / "taesd_decoder.safetensors");
+  auto rt = Runtime::create({.threads = 1}).value();
+  Context ctx = rt->context();
+  auto previewer = LatentPreviewer::load_taesd(ctx, dir / "taesd_decoder.safetensors");
   ASSERT_TRUE(previewer.ok()) << previewer.error().message();
   EXPECT_STREQ(previewer->method(), "TAESD");
-  auto rt = Runtime::create({"cpu", 1}).value();
   std::vector<float> v(2 * 4 * 4 * 6);
   std::mt19937 rng(1);
   std::normal_distribution<float> n;
   for (float& x : v) x = n(rng);
-  const Image im = previewer->preview(rt->context(), Tensor::from_vector(v, Shape{2, 4, 4, 6}));
+  const Image im = previewer->preview(ctx, Tensor::from_vector(v, Shape{2, 4, 4, 6}));
   EXPECT_EQ(im.width, 48);
   EXPECT_EQ(im.height, 32);
   EXPECT_EQ(im.channels, 3);
   EXPECT_EQ(im.pixels.size(), size_t(48 * 32 * 3));
   // A 16-channel latent has no 4-channel decoder here.
-  EXPECT_FALSE(LatentPreviewer::load_taesd(dir / "taesd_decoder.safetensors", 16).ok());
+  EXPECT_FALSE(LatentPreviewer::load_taesd(ctx, dir / "taesd_decoder.safetensors", 16).ok());
   fs::remove_all(dir);
 }
 

@@ -76,8 +76,8 @@ TEST(Taesd, MatchesReferenceLayerByLayer) {
   GoldenSet s = load_set("taef2_real");
   ASSERT_FALSE(s.case_names.empty());
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
-  auto taesd = Taesd::load(s.weights);
+  Context ctx = rt->context();
+  auto taesd = Taesd::load(ctx, s.weights);
   ASSERT_TRUE(taesd.ok()) << taesd.error().message();
   ASSERT_TRUE(taesd->has_encoder() && taesd->has_decoder());
 
@@ -123,8 +123,8 @@ TEST(Taesd, PhotoRoundTripMatchesReferencePsnr) {
   const auto info = nlohmann::json::parse(in);
   ASSERT_FALSE(info.empty());
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
-  auto taesd = Taesd::load(s.weights).value();
+  Context ctx = rt->context();
+  auto taesd = Taesd::load(ctx, s.weights).value();
 
   for (const auto& [name, entry] : info.items()) {
     SCOPED_TRACE(name);
@@ -145,6 +145,8 @@ TEST(Taesd, PhotoRoundTripMatchesReferencePsnr) {
 }
 
 TEST(Taesd, ReportsEveryProblemWithMismatchedWeights) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   // A decoder whose first conv has the wrong input channels for its own encoder.
   auto dir = std::filesystem::temp_directory_path() / "easel_taesd_bad";
   std::filesystem::create_directories(dir);
@@ -153,7 +155,7 @@ TEST(Taesd, ReportsEveryProblemWithMismatchedWeights) {
   tensors.push_back({"1.bias", Tensor::from_vector(std::vector<float>(64), {64})});
   ASSERT_TRUE(write_safetensors(dir / "dec.safetensors", tensors).ok());
   auto ck = Checkpoint::open(dir / "dec.safetensors").value();
-  auto t = Taesd::load({&ck});
+  auto t = Taesd::load(ctx, {&ck});
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.error().message().find("missing decoder.3.conv.0.weight"), std::string::npos) << t.error().message();
   EXPECT_NE(t.error().message().find("problems"), std::string::npos) << t.error().message();

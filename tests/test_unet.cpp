@@ -126,7 +126,7 @@ TEST(Unet, MatchesDiffusersBlockByBlockInBothNamings) {
   const auto configs = config_names(s);
   ASSERT_FALSE(configs.empty());
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   for (const std::string& cfg : configs) {
     SCOPED_TRACE(cfg);
     const UnetOptions options = options_from(s.config.at(cfg).at("diffusers_config"));
@@ -142,7 +142,7 @@ TEST(Unet, MatchesDiffusersBlockByBlockInBothNamings) {
     for (const auto* naming : {&namings.original, &namings.diffusers}) {
       const char* which = naming == &namings.original ? "original naming" : "diffusers naming";
       SCOPED_TRACE(which);
-      auto unet = Unet::load(*naming, options);
+      auto unet = Unet::load(ctx, *naming, options);
       ASSERT_TRUE(unet.ok()) << unet.error().message();
       const auto& dc = s.config.at(cfg).at("diffusers_config");
       EXPECT_EQ(unet->config().in_channels, dc.at("in_channels").get<int>());
@@ -177,6 +177,8 @@ struct Sd1 {
 };
 
 TEST(Unet, ReportsMissingAndMisShapedTensors) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   Sd1 s;
   std::vector<SourceTensor> tensors = s.namings.original;
   ASSERT_GT(tensors.size(), 10u);
@@ -196,7 +198,7 @@ TEST(Unet, ReportsMissingAndMisShapedTensors) {
     }
   ASSERT_FALSE(dropped.empty());
   ASSERT_FALSE(reshaped.empty());
-  auto unet = Unet::load(tensors, s.options);
+  auto unet = Unet::load(ctx, tensors, s.options);
   ASSERT_FALSE(unet.ok());
   const std::string& m = unet.error().message();
   EXPECT_NE(m.find("missing down_blocks."), std::string::npos) << m;
@@ -206,30 +208,32 @@ TEST(Unet, ReportsMissingAndMisShapedTensors) {
 }
 
 TEST(Unet, RefusesForeignTensorsAndBadHeadOptions) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   Sd1 s;
   std::vector<SourceTensor> tensors = s.namings.original;
   tensors.push_back({"input_blocks.1.7.weight", tensors[0].tensor, "x.safetensors: input_blocks.1.7.weight"});
-  auto bad = Unet::load(tensors, s.options);
+  auto bad = Unet::load(ctx, tensors, s.options);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message().find("input_blocks.1.7.weight"), std::string::npos) << bad.error().message();
 
   UnetOptions both = s.options;
   both.num_heads = 8, both.head_dim = 64;
-  auto b = Unet::load(s.namings.original, both);
+  auto b = Unet::load(ctx, s.namings.original, both);
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.error().message().find("either num_heads"), std::string::npos) << b.error().message();
   UnetOptions odd = s.options;
   odd.num_heads = 0, odd.head_dim = 3;
-  auto o = Unet::load(s.namings.original, odd);
+  auto o = Unet::load(ctx, s.namings.original, odd);
   ASSERT_FALSE(o.ok());
   EXPECT_NE(o.error().message().find("do not divide"), std::string::npos) << o.error().message();
 }
 
 TEST(Unet, RefusesMisShapedInputsWithAClearMessage) {
-  Sd1 s;
-  auto unet = Unet::load(s.namings.original, s.options).value();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
+  Sd1 s;
+  auto unet = Unet::load(ctx, s.namings.original, s.options).value();
   const UnetConfig& c = unet.config();
   auto run = [&](Shape x, Shape t, Shape context) {
     return catch_errors([&] {

@@ -66,7 +66,7 @@ struct TraceCheck {
 
 void check_all_cases(const VaeSet& s, const VaeKl& vae, const std::string& naming) {
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   for (const std::string& c : s.case_names) {
     SCOPED_TRACE(naming + " " + c);
     TraceCheck check{*s.cases, c};
@@ -90,11 +90,13 @@ void check_all_cases(const VaeSet& s, const VaeKl& vae, const std::string& namin
 }
 
 TEST(VaeKl, ConfigFromShapes) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
   const auto& dc = s.config.at("diffusers_config");
   for (const Checkpoint* ck : {&*s.diffusers, &*s.original}) {
     const std::string prefix = ck == &*s.original ? s.prefix : "";
-    auto vae = VaeKl::load(tensors_under({ck}, prefix), s.options);
+    auto vae = VaeKl::load(ctx, tensors_under({ck}, prefix), s.options);
     ASSERT_TRUE(vae.ok()) << vae.error().message();
     EXPECT_EQ(vae->config().channels, dc.at("block_out_channels").get<std::vector<int>>());
     EXPECT_EQ(vae->config().layers_per_block, dc.at("layers_per_block").get<int>());
@@ -117,17 +119,21 @@ TEST(VaeKl, RegistryRecognisesAVaeFileButNotAWholeCheckpoint) {
 }
 
 TEST(VaeKl, MatchesDiffusersBlockByBlockInDiffusersNaming) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
   ASSERT_FALSE(s.case_names.empty());
-  auto vae = VaeKl::load(tensors_under({&*s.diffusers}, ""), s.options);
+  auto vae = VaeKl::load(ctx, tensors_under({&*s.diffusers}, ""), s.options);
   ASSERT_TRUE(vae.ok()) << vae.error().message();
   check_all_cases(s, *vae, "diffusers");
 }
 
 TEST(VaeKl, MatchesDiffusersBlockByBlockInOriginalNaming) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
   ASSERT_FALSE(s.case_names.empty());
-  auto vae = VaeKl::load(tensors_under({&*s.original}, s.prefix), s.options);
+  auto vae = VaeKl::load(ctx, tensors_under({&*s.original}, s.prefix), s.options);
   ASSERT_TRUE(vae.ok()) << vae.error().message();
   check_all_cases(s, *vae, "original");
 }
@@ -135,6 +141,8 @@ TEST(VaeKl, MatchesDiffusersBlockByBlockInOriginalNaming) {
 // The original's attention projections are 1x1 convs [C, C, 1, 1]: taken as [C, C] views of the
 // file's bytes, never copied.
 TEST(VaeKl, OriginalAttentionWeightsAreViews) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
   const auto tensors = tensors_under({&*s.original}, s.prefix);
   const int up_levels = static_cast<int>(s.config.at("diffusers_config").at("block_out_channels").size());
@@ -148,7 +156,7 @@ TEST(VaeKl, OriginalAttentionWeightsAreViews) {
   }
   EXPECT_EQ(seen, 2);  // encoder and decoder
   // The loaded [C, C] weights point at the checkpoint's own bytes.
-  auto vae = VaeKl::load(tensors, s.options);
+  auto vae = VaeKl::load(ctx, tensors, s.options);
   ASSERT_TRUE(vae.ok()) << vae.error().message();
   const auto& attn = vae->encoder()->mid_block.attention;
   for (const SourceTensor& t : tensors) {
@@ -186,6 +194,8 @@ TEST(VaeKl, NameTable) {
 // diffusers before 0.15 named the attention query/key/value/proj_attn: built here from the
 // diffusers file, with proj_attn as a [C, C, 1] conv as some conversions left it.
 TEST(VaeKl, LoadsOlderDiffusersAttentionNames) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
   std::vector<SourceTensor> tensors = tensors_under({&*s.diffusers}, "");
   const std::pair<std::string, std::string> renames[] = {
@@ -199,25 +209,25 @@ TEST(VaeKl, LoadsOlderDiffusersAttentionNames) {
         ++renamed;
       }
   EXPECT_EQ(renamed, 16);  // 4 projections x weight, bias x encoder, decoder
-  auto vae = VaeKl::load(tensors, s.options);
+  auto vae = VaeKl::load(ctx, tensors, s.options);
   ASSERT_TRUE(vae.ok()) << vae.error().message();
   check_all_cases(s, *vae, "older-diffusers");
 }
 
 TEST(VaeKl, EncoderOrDecoderAlone) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
   std::vector<SourceTensor> enc, dec;
   for (SourceTensor& t : tensors_under({&*s.diffusers}, ""))
     (t.name.rfind("encoder.", 0) == 0 || t.name.rfind("quant_conv.", 0) == 0 ? enc : dec).push_back(t);
-  auto e = VaeKl::load(enc, s.options);
+  auto e = VaeKl::load(ctx, enc, s.options);
   ASSERT_TRUE(e.ok()) << e.error().message();
   EXPECT_TRUE(e->has_encoder() && !e->has_decoder());
-  auto d = VaeKl::load(dec, s.options);
+  auto d = VaeKl::load(ctx, dec, s.options);
   ASSERT_TRUE(d.ok()) << d.error().message();
   EXPECT_TRUE(!d->has_encoder() && d->has_decoder());
   EXPECT_EQ(e->config().channels, d->config().channels);
-  auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
   const std::string c = *s.case_names.begin();
   auto r = catch_errors([&] { return d->encode_moments(ctx, s.cases->get(c + ".image").value()); });
   ASSERT_FALSE(r.ok());
@@ -226,7 +236,7 @@ TEST(VaeKl, EncoderOrDecoderAlone) {
 
 TEST(VaeKl, MomentsViewsAndSample) {
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
   std::vector<float> m(2 * 4 * 3 * 2);
   for (size_t i = 0; i < m.size(); ++i) m[i] = 0.1f * float(i) - 2.0f;
   m[30] = 50.0f;  // a logvar past the clamp
@@ -247,6 +257,8 @@ TEST(VaeKl, MomentsViewsAndSample) {
 // --- errors a user hits ---------------------------------------------------------------------------
 
 TEST(VaeKl, ReportsMissingAndMisshapedTensors) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
   std::vector<SourceTensor> tensors;
   for (SourceTensor& t : tensors_under({&*s.diffusers}, "")) {
@@ -255,7 +267,7 @@ TEST(VaeKl, ReportsMissingAndMisshapedTensors) {
     tensors.push_back(t);
   }
   tensors.push_back({"encoder.extra.weight", tensors.front().tensor, "test: encoder.extra.weight"});
-  auto vae = VaeKl::load(tensors, s.options);
+  auto vae = VaeKl::load(ctx, tensors, s.options);
   ASSERT_FALSE(vae.ok());
   const std::string& msg = vae.error().message();
   EXPECT_NE(msg.find("3 problems"), std::string::npos) << msg;
@@ -265,28 +277,31 @@ TEST(VaeKl, ReportsMissingAndMisshapedTensors) {
 }
 
 TEST(VaeKl, RefusesWhatIsNotAVae) {
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
   VaeSet s = load_set("vae_kl_tiny");
-  auto none = VaeKl::load({});
+  auto none = VaeKl::load(ctx, {});
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.error().message().find("not an AutoencoderKL"), std::string::npos) << none.error().message();
   // A group count that divides no level's channels: said, not crashed.
   const auto widths = s.config.at("diffusers_config").at("block_out_channels").get<std::vector<int>>();
-  auto groups = VaeKl::load(tensors_under({&*s.diffusers}, ""), {*std::max_element(widths.begin(), widths.end()) + 1});
+  auto groups =
+      VaeKl::load(ctx, tensors_under({&*s.diffusers}, ""), {*std::max_element(widths.begin(), widths.end()) + 1});
   ASSERT_FALSE(groups.ok());
   EXPECT_NE(groups.error().message().find("GroupNorm groups"), std::string::npos) << groups.error().message();
   // Both namings at once give every tensor twice.
   auto both = tensors_under({&*s.diffusers}, "");
   for (auto& t : tensors_under({&*s.original}, s.prefix)) both.push_back(t);
-  auto twice = VaeKl::load(both, s.options);
+  auto twice = VaeKl::load(ctx, both, s.options);
   ASSERT_FALSE(twice.ok());
   EXPECT_NE(twice.error().message().find("both "), std::string::npos) << twice.error().message();
 }
 
 TEST(VaeKl, RefusesBadInputs) {
-  VaeSet s = load_set("vae_kl_tiny");
-  auto vae = VaeKl::load(tensors_under({&*s.diffusers}, ""), s.options).value();
   auto rt = Runtime::create().value();
-  Context& ctx = rt->context();
+  Context ctx = rt->context();
+  VaeSet s = load_set("vae_kl_tiny");
+  auto vae = VaeKl::load(ctx, tensors_under({&*s.diffusers}, ""), s.options).value();
   const int f = vae.config().downscale();
   auto odd = catch_errors([&] { return vae.encode_moments(ctx, ops::zeros(ctx, {1, 3, f + 1, f})); });
   ASSERT_FALSE(odd.ok());

@@ -4,7 +4,14 @@
 //   - activations are f32 (weights may be f32, f16 or bf16 where noted);
 //   - `out` is allocated, contiguous, of the right shape, and does not alias an input
 //     unless the method says so;
-//   - inputs may be any strided view unless the method says "contiguous".
+//   - inputs may be any strided view unless the method says "contiguous";
+//   - every tensor argument lives on this backend's device (the front ends refuse others, see
+//     ops/device_check.h), except where a transfer method below says "host".
+//
+// Devices: a backend runs on one device, fixed when it is made. Tensors reach it from the host
+// through the transfer methods (ops::to_device / ops::to_host, and adopt_weight for a
+// checkpoint's weights), always between the host and this device: a backend never needs to know
+// another device's memory. The CPU is the host, so its transfers are plain copies.
 #pragma once
 
 #include "core/context.h"
@@ -42,9 +49,28 @@ struct AttentionParams {
 
 class Backend {
  public:
+  explicit Backend(Device device) : device_(device) {}
   virtual ~Backend() = default;
-  virtual Device device() const = 0;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // Not virtual: every op front end compares it with each operand's device, so it must cost one load.
+  Device device() const { return device_; }
   virtual const char* name() const = 0;
+
+  // --- transfers between the host and this device ---
+  // A contiguous copy of `host` (host memory, any strides, any dtype) on this device, from ctx's
+  // allocator. A CUDA backend copies host to device on the context's stream.
+  virtual Tensor upload(Context& ctx, const Tensor& host) = 0;
+  // A contiguous host copy of `x` (on this device, any strides). A CUDA backend copies device to
+  // host, into pinned memory of its own if it likes, and waits for the copy.
+  virtual Tensor download(Context& ctx, const Tensor& x) = 0;
+  // A weight of a checkpoint (host memory, usually a read-only view of the mapped file) made
+  // usable on this device for as long as the returned tensor lives. Called once per weight when a
+  // model loads (models/weights.h). The CPU returns `host` itself: zero copy, the weights stay in
+  // the page cache. A CUDA backend uploads it once, into memory it keeps for weights rather than
+  // the activation allocator, and may convert it to a layout its kernels prefer.
+  virtual Tensor adopt_weight(Context& ctx, const Tensor& host) = 0;
 
   // out[M, N] = x[M, K] · w[N, K]ᵀ + bias[N]. x contiguous f32; w contiguous f32/f16/bf16 (never
   // inflated to a full f32 copy); bias optional, f32/f16/bf16.
@@ -81,6 +107,9 @@ class Backend {
   // permute, concat and pad.
   virtual void copy(Context& ctx, const Tensor& src, Tensor& dst) = 0;
   virtual void fill(Context& ctx, Tensor& dst, double value) = 0;
+
+ private:
+  Device device_;
 };
 
 }  // namespace easel

@@ -40,14 +40,14 @@ Status run(const GenerateArgs& a, int threads) {
   if (a.prediction == "v") options.prediction = Prediction::V;
   if (a.prediction == "eps") options.prediction = Prediction::Eps;
 
+  EASEL_TRY(auto runtime, Runtime::create({.threads = threads}));
+  Context ctx = runtime->context();
   const auto t0 = std::chrono::steady_clock::now();
-  EASEL_TRY(auto sd, StableDiffusion::load(a.model, options));
+  EASEL_TRY(auto sd, StableDiffusion::load(ctx, a.model, options));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "%s: %s (%s-prediction)\n", a.model.c_str(), sd.info().variant.c_str(),
                sd.prediction() == Prediction::V ? "v" : "eps");
 
-  EASEL_TRY(auto runtime, Runtime::create({"cpu", threads}));
-  Context& ctx = runtime->context();
   ProgressBar bar;
   ctx.on_progress = [&](const Progress& p) {
     if (p.stage == "sample" || p.stage == "decode") bar.update(p);

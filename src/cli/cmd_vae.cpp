@@ -31,7 +31,7 @@ struct LoadedVae {
   Taesd taesd;
 };
 
-Result<LoadedVae> load_vae(const fs::path& path) {
+Result<LoadedVae> load_vae(Context& ctx, const fs::path& path) {
   EASEL_TRY(auto checkpoints, open_checkpoints(path));
   std::vector<const Checkpoint*> parts;
   for (const Checkpoint& ck : checkpoints)
@@ -39,7 +39,7 @@ Result<LoadedVae> load_vae(const fs::path& path) {
   if (parts.empty())
     return Error(cat(path.string(), ": no tiny autoencoder (TAESD family) found; `easel inspect ", path.string(),
                      "` shows what it holds"));
-  EASEL_TRY(Taesd taesd, Taesd::load(parts));
+  EASEL_TRY(Taesd taesd, Taesd::load(ctx, parts));
   return LoadedVae{std::move(checkpoints), std::move(taesd)};
 }
 
@@ -120,11 +120,11 @@ Status run(const VaeArgs& a, int threads) {
   if (a.mode != "encode" && !image_format_from_extension(out))
     return Error(cat(a.output, ": OUT must end in .png, .jpg, .jpeg or .webp"));
 
-  EASEL_TRY(auto runtime, Runtime::create({"cpu", threads}));
-  Context& ctx = runtime->context();
+  EASEL_TRY(auto runtime, Runtime::create({.threads = threads}));
+  Context ctx = runtime->context();
   ProgressBar bar;
   ctx.on_progress = [&](const Progress& p) { bar.update(p); };
-  EASEL_TRY(LoadedVae vae, load_vae(a.vae));
+  EASEL_TRY(LoadedVae vae, load_vae(ctx, a.vae));
 
   return catch_errors([&]() -> Status {
     if (a.mode == "decode") {

@@ -19,19 +19,21 @@
 
 namespace easel {
 
+struct AllocatorStats {
+  size_t in_use = 0;       // bytes held by live tensors
+  size_t cached = 0;       // free bytes kept mapped for reuse
+  size_t peak_in_use = 0;  // high-water mark of in_use
+  size_t extent = 0;       // bytes of the arena below its top: in use, cached or trimmed free ranges
+};
+
+// Memory for the activations of one device (the Runtime gives each device one).
 class Allocator {
  public:
   virtual ~Allocator() = default;
   virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
   // Returns memory that no live tensor uses to the OS (between phases of work, or when idle).
   virtual void trim() {}
-};
-
-struct AllocatorStats {
-  size_t in_use = 0;       // bytes held by live tensors
-  size_t cached = 0;       // free bytes kept mapped for reuse
-  size_t peak_in_use = 0;  // high-water mark of in_use
-  size_t extent = 0;       // bytes of the arena below its top: in use, cached or trimmed free ranges
+  virtual AllocatorStats stats() const { return {}; }
 };
 
 class HostAllocator final : public Allocator {
@@ -44,7 +46,7 @@ class HostAllocator final : public Allocator {
   // 64-byte aligned, uninitialised. Throws std::bad_alloc when memory runs out.
   std::shared_ptr<Storage> allocate(size_t bytes) override;
   void trim() override;
-  AllocatorStats stats() const;
+  AllocatorStats stats() const override;
 
   struct Pool;
 

@@ -111,7 +111,8 @@ template <class T>
 std::vector<T> Tensor::to_vector() const {
   EASEL_CHECK(dtype_of<T>() == dtype_, "to_vector: tensor is ", dtype_name(dtype_), ", not ",
               dtype_name(dtype_of<T>()));
-  EASEL_CHECK(device().is_cpu(), "to_vector: tensor is on ", device().str());
+  EASEL_CHECK(device().is_cpu(), "to_vector: tensor is on ", device().str(),
+              "; bring it to the host with ops::to_host first");
   std::vector<T> out(static_cast<size_t>(numel()));
   detail::strided_copy_out(*this, out.data());
   return out;

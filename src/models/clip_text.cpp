@@ -198,9 +198,11 @@ Tensor adjacent_rows(const Tensor& a, const Tensor& b, const Tensor& c) {
 
 // --- forward --------------------------------------------------------------------------------------
 
-std::vector<int64_t> host_ids(const Tensor& ids) {
-  if (ids.dtype() == DType::I64) return ids.to_vector<int64_t>();
-  const auto v = ids.to_vector<int32_t>();
+// The ids on the host, where the embedding rows are picked (wherever the caller keeps them).
+std::vector<int64_t> host_ids(Context& ctx, const Tensor& ids) {
+  const Tensor host = ops::to_host(ctx, ids);
+  if (host.dtype() == DType::I64) return host.to_vector<int64_t>();
+  const auto v = host.to_vector<int32_t>();
   return {v.begin(), v.end()};
 }
 
@@ -211,12 +213,13 @@ Tensor quick_gelu(Context& ctx, const Tensor& x) {
 
 }  // namespace
 
-Result<ClipTextModel> ClipTextModel::load(const std::vector<SourceTensor>& tensors, const ClipTextOptions& options) {
+Result<ClipTextModel> ClipTextModel::load(Context& ctx, const std::vector<SourceTensor>& tensors,
+                                          const ClipTextOptions& options) {
   EASEL_TRY(Mapped mapped, map_names(tensors));
   EASEL_TRY(ClipTextConfig c, detect_config(mapped, options));
   ClipTextModel m;
   m.config_ = c;
-  WeightLoader l(mapped.weights, cat("CLIP text encoder (width ", c.width, ", ", c.layers, " layers)"));
+  WeightLoader l(ctx, mapped.weights, cat("CLIP text encoder (width ", c.width, ", ", c.layers, " layers)"));
   const int64_t W = c.width, I = c.intermediate_size;
   m.token_embedding_ = l.take("text_model.embeddings.token_embedding.weight", {c.vocab_size, W});
   m.position_embedding_ = l.take("text_model.embeddings.position_embedding.weight", {c.positions, W});
@@ -260,9 +263,9 @@ std::string clip_text_variant(const ClipTextConfig& c) {
   return "clip-text";
 }
 
-Result<ClipTextModel> ClipTextModel::load(const std::vector<const Checkpoint*>& checkpoints,
+Result<ClipTextModel> ClipTextModel::load(Context& ctx, const std::vector<const Checkpoint*>& checkpoints,
                                           const ClipTextOptions& options) {
-  return load(tensors_under(checkpoints, ""), options);
+  return load(ctx, tensors_under(checkpoints, ""), options);
 }
 
 namespace {
@@ -333,7 +336,7 @@ ClipTextOutput ClipTextModel::forward(Context& ctx, const Tensor& ids, const Cli
               " positions");
   EASEL_CHECK(options.clip_skip >= 1 && options.clip_skip <= c.layers, "CLIP text encoder: clip skip ",
               options.clip_skip, " is outside 1..", c.layers, " (the model has ", c.layers, " layers)");
-  const std::vector<int64_t> tokens = host_ids(ids);
+  const std::vector<int64_t> tokens = host_ids(ctx, ids);
   for (int64_t id : tokens)
     EASEL_CHECK(id >= 0 && id < c.vocab_size, "CLIP text encoder: token id ", id, " is outside the vocabulary of ",
                 c.vocab_size);

@@ -97,10 +97,12 @@ struct Layer {
 
 class ClipTextModel {
  public:
-  // From tensors already stripped of their component prefix (tensors_under(checkpoints, prefix)).
-  static Result<ClipTextModel> load(const std::vector<SourceTensor>& tensors, const ClipTextOptions& options = {});
+  // From tensors already stripped of their component prefix (tensors_under(checkpoints, prefix)),
+  // the weights placed on ctx's device.
+  static Result<ClipTextModel> load(Context& ctx, const std::vector<SourceTensor>& tensors,
+                                    const ClipTextOptions& options = {});
   // From whole files holding only the text encoder (a diffusers text_encoder folder).
-  static Result<ClipTextModel> load(const std::vector<const Checkpoint*>& checkpoints,
+  static Result<ClipTextModel> load(Context& ctx, const std::vector<const Checkpoint*>& checkpoints,
                                     const ClipTextOptions& options = {});
 
   const ClipTextConfig& config() const { return config_; }

@@ -203,7 +203,7 @@ Tensor run_layers(Context& ctx, const std::string& part, const std::vector<Layer
 
 }  // namespace
 
-Result<Taesd> Taesd::load(const std::vector<const Checkpoint*>& checkpoints) {
+Result<Taesd> Taesd::load(Context& ctx, const std::vector<const Checkpoint*>& checkpoints) {
   EASEL_TRY(WeightMap weights, map_names(checkpoints));
   EASEL_TRY(TaesdConfig config, detect_config(weights));
   Taesd t;
@@ -213,7 +213,7 @@ Result<Taesd> Taesd::load(const std::vector<const Checkpoint*>& checkpoints) {
     any_encoder |= name.rfind("encoder.", 0) == 0;
     any_decoder |= name.rfind("decoder.", 0) == 0;
   }
-  WeightLoader loader(weights, "TAESD (" + config.variant + ")");
+  WeightLoader loader(ctx, weights, "TAESD (" + config.variant + ")");
   if (any_encoder) {
     t.encoder_ = make_encoder(config.latent_channels, config.midblock_gn);
     load_layers(loader, "encoder", t.encoder_);

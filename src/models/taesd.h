@@ -61,8 +61,8 @@ using Layer = std::variant<Conv, Block, Relu, Upsample, Clamp>;
 class Taesd {
  public:
   // Loads the encoder and/or decoder from the given checkpoints (one file with both, two files,
-  // or one part only), in taesd or diffusers (AutoencoderTiny) naming.
-  static Result<Taesd> load(const std::vector<const Checkpoint*>& checkpoints);
+  // or one part only), in taesd or diffusers (AutoencoderTiny) naming; weights on ctx's device.
+  static Result<Taesd> load(Context& ctx, const std::vector<const Checkpoint*>& checkpoints);
 
   const TaesdConfig& config() const { return config_; }
   bool has_encoder() const { return !encoder_.empty(); }

@@ -245,7 +245,7 @@ void Unet::build(Loader& l) {
   u.conv_out_ = l.conv("conv_out", ch, c.out_channels, 3);
 }
 
-Result<Unet> Unet::load(const std::vector<SourceTensor>& tensors, const UnetOptions& options) {
+Result<Unet> Unet::load(Context& ctx, const std::vector<SourceTensor>& tensors, const UnetOptions& options) {
   EASEL_TRY(WeightMap weights, unet::map_names(tensors));
   EASEL_TRY(UnetConfig c, unet::detect_config(weights));
   EASEL_TRY_STATUS(check_heads(c, options));
@@ -254,7 +254,7 @@ Result<Unet> Unet::load(const std::vector<SourceTensor>& tensors, const UnetOpti
   Unet u;
   u.config_ = c;
   u.options_ = options;
-  WeightLoader wl(weights, "Stable Diffusion UNet");
+  WeightLoader wl(ctx, weights, "Stable Diffusion UNet");
   Loader l{{[&](const std::string& name, const Shape& shape) { return wl.take(name, shape); }}, u.config_, u.options_};
   u.build(l);
   EASEL_TRY_STATUS(wl.finish());
@@ -281,7 +281,7 @@ Tensor Unet::timestep_embedding(Context& ctx, const Tensor& timesteps) const {
   // diffusers get_timestep_embedding(t, C0, flip_sin_to_cos=True, downscale_freq_shift=0), in f32
   // step by step as torch computes it: freq_i = exp(-ln(10000) * i / half); [cos(t freq), sin(t freq)]
   const int64_t dim = config_.block_channels[0], half = dim / 2;
-  const std::vector<float> t = timesteps.to_vector<float>();
+  const std::vector<float> t = ops::to_host(ctx, timesteps).to_vector<float>();
   std::vector<float> emb(t.size() * size_t(dim), 0.0f);
   const float log_period = -std::log(10000.0f);
   for (size_t n = 0; n < t.size(); ++n)
@@ -291,9 +291,7 @@ Tensor Unet::timestep_embedding(Context& ctx, const Tensor& timesteps) const {
       emb[n * size_t(dim) + size_t(i)] = std::cos(arg);
       emb[n * size_t(dim) + size_t(half + i)] = std::sin(arg);
     }
-  Tensor out = ctx.empty({int64_t(t.size()), dim});
-  ops::copy_(ctx, Tensor::from_vector(emb, {int64_t(t.size()), dim}), out);
-  return out;
+  return ops::to_device(ctx, Tensor::from_vector(emb, {int64_t(t.size()), dim}));
 }
 
 Tensor Unet::forward(Context& ctx, const Tensor& x, const Tensor& timesteps, const Tensor& context) const {

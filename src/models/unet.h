@@ -124,8 +124,9 @@ Result<UnetConfig> detect_config(const WeightMap& weights);
 class Unet {
  public:
   // `tensors`: the UNet's tensors in original naming (from a single-file checkpoint, the caller
-  // strips "model.diffusion_model." with tensors_under) or diffusers naming (unet/ folder).
-  static Result<Unet> load(const std::vector<SourceTensor>& tensors, const UnetOptions& options);
+  // strips "model.diffusion_model." with tensors_under) or diffusers naming (unet/ folder). The
+  // weights are placed on ctx's device.
+  static Result<Unet> load(Context& ctx, const std::vector<SourceTensor>& tensors, const UnetOptions& options);
 
   const UnetConfig& config() const { return config_; }
   const UnetOptions& options() const { return options_; }

@@ -336,14 +336,20 @@ std::string vae_kl_our_name(std::string_view name, int up_levels) {
   return out;
 }
 
-Result<VaeKl> VaeKl::load(const std::vector<SourceTensor>& tensors, const VaeKlOptions& options) {
+Result<VaeKl> VaeKl::load(Context& ctx, const std::vector<SourceTensor>& tensors, const VaeKlOptions& options) {
+  return load_weights(&ctx, tensors, options);
+}
+
+Result<VaeKl> VaeKl::load_weights(Context* ctx, const std::vector<SourceTensor>& tensors, const VaeKlOptions& options) {
   EASEL_TRY(WeightMap weights, map_names(tensors));
   EASEL_TRY(VaeKlConfig config, detect_config(weights, options));
   VaeKl vae;
   vae.config_ = config;
   std::string levels;
   for (int ch : config.channels) levels += cat(levels.empty() ? "" : ", ", ch);
-  WeightLoader loader(weights, cat("AutoencoderKL (", levels, "; ", config.latent_channels, " latent channels)"));
+  std::string name = cat("AutoencoderKL (", levels, "; ", config.latent_channels, " latent channels)");
+  WeightLoader loader =
+      ctx ? WeightLoader(*ctx, weights, std::move(name)) : WeightLoader::check_only(weights, std::move(name));
   const bool any_encoder = count_indexed(weights, "encoder.down_blocks.", ".resnets.0.conv1.weight") > 0;
   const bool any_decoder = count_indexed(weights, "decoder.up_blocks.", ".resnets.0.conv1.weight") > 0;
   const int lc = config.latent_channels;
@@ -450,7 +456,7 @@ Tensor VaeKl::sample(Context& ctx, const Tensor& moments, const Tensor& noise) {
 std::optional<VaeKlConfig> vae_kl_recognize(const Checkpoint& ck, bool* encoder, bool* decoder) {
   // The group count is no part of the tensors: 1 divides any width, so recognition does not depend
   // on it; what load() uses is the default, 32.
-  auto vae = VaeKl::load(tensors_under({&ck}, ""), VaeKlOptions{1});
+  auto vae = VaeKl::load_weights(nullptr, tensors_under({&ck}, ""), VaeKlOptions{1});
   if (!vae) return std::nullopt;
   if (encoder) *encoder = vae->has_encoder();
   if (decoder) *decoder = vae->has_decoder();

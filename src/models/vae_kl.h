@@ -108,7 +108,8 @@ class VaeKl {
   // prefix) or of a single-file checkpoint with its prefix removed (tensors_under(checkpoints,
   // "first_stage_model.")), in diffusers, older diffusers or original naming. Encoder and decoder
   // are each optional, but one must be there. Reports every missing / mis-shaped / unknown tensor.
-  static Result<VaeKl> load(const std::vector<SourceTensor>& tensors, const VaeKlOptions& options = {});
+  // The weights are placed on ctx's device.
+  static Result<VaeKl> load(Context& ctx, const std::vector<SourceTensor>& tensors, const VaeKlOptions& options = {});
 
   const VaeKlConfig& config() const { return config_; }
   bool has_encoder() const { return encoder_.has_value(); }
@@ -138,6 +139,12 @@ class VaeKl {
   std::optional<vae_kl::Encoder> encoder_;
   std::optional<vae_kl::Decoder> decoder_;
   vae_kl::Conv quant_conv_, post_quant_conv_;  // 1x1; undefined when the VAE has none
+
+  // load() on `ctx`, or with ctx null a check of names and shapes only (recognition: the weights
+  // stay the checkpoint's host views).
+  static Result<VaeKl> load_weights(Context* ctx, const std::vector<SourceTensor>& tensors,
+                                    const VaeKlOptions& options);
+  friend std::optional<VaeKlConfig> vae_kl_recognize(const Checkpoint& ck, bool* encoder, bool* decoder);
 };
 
 // What a checkpoint holds, for the registry: nullopt when it is not (only) an AutoencoderKL

@@ -1,5 +1,7 @@
 #include "models/weights.h"
 
+#include "backends/backend.h"
+
 namespace easel {
 
 Status WeightMap::add(const std::string& name, Tensor tensor, std::string source) {
@@ -11,6 +13,12 @@ Status WeightMap::add(const std::string& name, Tensor tensor, std::string source
 const WeightMap::Entry* WeightMap::find(const std::string& name) const {
   auto it = entries_.find(name);
   return it == entries_.end() ? nullptr : &it->second;
+}
+
+Tensor place_weight(Context& ctx, const Tensor& host) {
+  EASEL_CHECK(host.device().is_cpu(), "place_weight: ", host.describe(), " is on ", host.device().str(),
+              ", not in host memory");
+  return ctx.backend().adopt_weight(ctx, host);
 }
 
 Tensor WeightLoader::take(const std::string& name, const Shape& shape) {
@@ -28,7 +36,7 @@ Tensor WeightLoader::take(const std::string& name, const Shape& shape) {
     problems_.push_back(cat(e->source, " is ", dtype_name(e->tensor.dtype()), ", expected a float type"));
     return {};
   }
-  return e->tensor;
+  return ctx_ ? place_weight(*ctx_, e->tensor) : e->tensor;
 }
 
 Status WeightLoader::finish(bool allow_unused) const {

@@ -1,13 +1,15 @@
 // Elementwise op front ends: activations, affine/clamp, and broadcasting binary arithmetic.
 #include <algorithm>
 
+#include "ops/device_check.h"
 #include "ops/ops.h"
 
 namespace easel::ops {
 namespace {
 
-void check_f32(const char* op, const Tensor& x, const char* what = "input") {
+void check_f32(const Context& ctx, const char* op, const Tensor& x, const char* what = "input") {
   EASEL_CHECK(x.defined(), op, ": ", what, " is undefined");
+  check_device(ctx, op, what, x);
   EASEL_CHECK(x.dtype() == DType::F32, op, ": ", what, " must be f32, got ", x.describe());
 }
 
@@ -24,7 +26,7 @@ bool partially_overlaps(const Tensor& a, const Tensor& b) {
 }
 
 Tensor unary(Context& ctx, const char* op, UnaryOp kind, const Tensor& x, float a = 0, float b = 0) {
-  check_f32(op, x);
+  check_f32(ctx, op, x);
   Tensor out = ctx.empty(x.shape(), DType::F32);
   ctx.backend().unary(ctx, kind, x, a, b, out);
   return out;
@@ -32,7 +34,7 @@ Tensor unary(Context& ctx, const char* op, UnaryOp kind, const Tensor& x, float 
 
 // x = f(x). Backends write contiguous outputs only: a strided x is computed aside and copied back.
 void unary_inplace(Context& ctx, const char* op, UnaryOp kind, Tensor& x) {
-  check_f32(op, x);
+  check_f32(ctx, op, x);
   check_writable(op, x);
   if (x.is_contiguous()) {
     ctx.backend().unary(ctx, kind, x, 0, 0, x);
@@ -58,8 +60,8 @@ Shape broadcast_shape(const char* op, const Tensor& a, const Tensor& b) {
 }
 
 Tensor binary(Context& ctx, const char* op, BinaryOp kind, const Tensor& a, const Tensor& b) {
-  check_f32(op, a, "first operand");
-  check_f32(op, b, "second operand");
+  check_f32(ctx, op, a, "first operand");
+  check_f32(ctx, op, b, "second operand");
   const Shape shape = broadcast_shape(op, a, b);
   Tensor out = ctx.empty(shape, DType::F32);
   ctx.backend().binary(ctx, kind, a.expand(shape), b.expand(shape), out);
@@ -99,8 +101,8 @@ Tensor minimum(Context& ctx, const Tensor& a, const Tensor& b) {
 }
 
 void add_(Context& ctx, Tensor& a, const Tensor& b) {
-  check_f32("add_", a, "first operand");
-  check_f32("add_", b, "second operand");
+  check_f32(ctx, "add_", a, "first operand");
+  check_f32(ctx, "add_", b, "second operand");
   check_writable("add_", a);
   const Shape shape = broadcast_shape("add_", a, b);
   EASEL_CHECK(shape == a.shape(), "add_: ", b.describe(), " does not broadcast to the shape of ", a.describe(),

@@ -2,12 +2,16 @@
 // them reduce to the backend's strided copy and fill (plus nearest upsampling).
 #include <algorithm>
 
+#include "ops/device_check.h"
 #include "ops/ops.h"
 
 namespace easel::ops {
 namespace {
 
-void check_defined(const char* op, const Tensor& x) { EASEL_CHECK(x.defined(), op, ": input is undefined"); }
+void check_input(const Context& ctx, const char* op, const Tensor& x, const char* what = "input") {
+  EASEL_CHECK(x.defined(), op, ": ", what, " is undefined");
+  check_device(ctx, op, what, x);
+}
 
 // True when src can be expanded to `shape` (numpy rules, src never has more dimensions).
 bool broadcasts_to(const Shape& src, const Shape& shape) {
@@ -21,7 +25,7 @@ bool broadcasts_to(const Shape& src, const Shape& shape) {
 }  // namespace
 
 Tensor upsample_nearest2d(Context& ctx, const Tensor& x, int scale) {
-  check_defined("upsample_nearest2d", x);
+  check_input(ctx, "upsample_nearest2d", x);
   EASEL_CHECK(x.dtype() == DType::F32 && x.dim() == 4, "upsample_nearest2d: input must be f32 NCHW, got ",
               x.describe());
   EASEL_CHECK(scale >= 1, "upsample_nearest2d: scale must be a positive integer, got ", scale);
@@ -33,14 +37,14 @@ Tensor upsample_nearest2d(Context& ctx, const Tensor& x, int scale) {
 Tensor concat(Context& ctx, std::span<const Tensor> xs, int dim) {
   EASEL_CHECK(!xs.empty(), "concat: no tensors to concatenate");
   const Tensor& first = xs[0];
-  check_defined("concat", first);
+  check_input(ctx, "concat", first);
   EASEL_CHECK(dim >= -first.dim() && dim < first.dim(), "concat: dim ", dim, " out of range for ", first.describe());
   const int d = normalize_dim(dim, first.dim());
   Shape shape = first.shape();
   shape[d] = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
-    check_defined("concat", x);
+    check_input(ctx, "concat", x);
     bool same = x.dtype() == first.dtype() && x.dim() == first.dim();
     for (int k = 0; same && k < x.dim(); ++k) same = k == d || x.size(k) == first.size(k);
     EASEL_CHECK(same, "concat along dim ", d, ": tensor ", i, " is ", x.describe(), ", which does not match ",
@@ -59,7 +63,7 @@ Tensor concat(Context& ctx, std::span<const Tensor> xs, int dim) {
 }
 
 Tensor contiguous(Context& ctx, const Tensor& x) {
-  check_defined("contiguous", x);
+  check_input(ctx, "contiguous", x);
   if (x.is_contiguous()) return x;
   Tensor out = ctx.empty(x.shape(), x.dtype());
   ctx.backend().copy(ctx, x, out);
@@ -67,13 +71,13 @@ Tensor contiguous(Context& ctx, const Tensor& x) {
 }
 
 Tensor permute(Context& ctx, const Tensor& x, std::initializer_list<int> dims) {
-  check_defined("permute", x);
+  check_input(ctx, "permute", x);
   return contiguous(ctx, x.permute(dims));
 }
 
 // Like torch's .to(dtype): x itself when it already has that dtype.
 Tensor cast(Context& ctx, const Tensor& x, DType dtype) {
-  check_defined("cast", x);
+  check_input(ctx, "cast", x);
   if (x.dtype() == dtype) return x;
   Tensor out = ctx.empty(x.shape(), dtype);
   ctx.backend().copy(ctx, x, out);
@@ -83,7 +87,7 @@ Tensor cast(Context& ctx, const Tensor& x, DType dtype) {
 // Constant padding: pads[2i], pads[2i+1] widen (or, negative, crop) dimension dim-1-i at its
 // start and end. The output is filled with `value`, then the kept part of x is copied into it.
 Tensor pad(Context& ctx, const Tensor& x, std::span<const int64_t> pads, float value) {
-  check_defined("pad", x);
+  check_input(ctx, "pad", x);
   EASEL_CHECK(pads.size() % 2 == 0 && static_cast<int>(pads.size()) <= 2 * x.dim(), "pad: ", pads.size(),
               " pad values for ", x.describe(), ": need an even number, at most twice its dimensions");
   Shape shape = x.shape();
@@ -119,8 +123,8 @@ Tensor full(Context& ctx, const Shape& shape, float value, DType dtype) {
 
 // dst = src, src broadcast to dst's shape and converted to dst's dtype (torch's Tensor.copy_).
 void copy_(Context& ctx, const Tensor& src, Tensor& dst) {
-  check_defined("copy_", src);
-  EASEL_CHECK(dst.defined(), "copy_: destination is undefined");
+  check_input(ctx, "copy_", src, "source");
+  check_input(ctx, "copy_", dst, "destination");
   EASEL_CHECK(!dst.read_only(), "copy_: cannot write into read-only ", dst.describe(), " (a mapped weight?)");
   EASEL_CHECK(broadcasts_to(src.shape(), dst.shape()), "copy_: source ", src.describe(),
               " does not broadcast to destination ", dst.describe());

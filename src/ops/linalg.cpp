@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "ops/device_check.h"
 #include "ops/ops.h"
 
 namespace easel::ops {
@@ -11,22 +12,25 @@ namespace {
 
 bool is_weight_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-void check_activation(const char* op, const char* name, const Tensor& t, int min_dim, int max_dim) {
+void check_activation(const Context& ctx, const char* op, const char* name, const Tensor& t, int min_dim,
+                      int max_dim) {
   EASEL_CHECK(t.defined(), op, ": ", name, " is undefined");
+  check_device(ctx, op, name, t);
   EASEL_CHECK(t.dtype() == DType::F32, op, ": ", name, " must be f32, got ", t.describe());
   EASEL_CHECK(t.dim() >= min_dim && t.dim() <= max_dim, op, ": ", name, " must have ",
               min_dim == max_dim ? std::to_string(min_dim) : cat(min_dim, " to ", max_dim), " dimensions, got ",
               t.describe());
 }
 
-void check_weight(const char* op, const char* name, const Tensor& t) {
+void check_weight(const Context& ctx, const char* op, const char* name, const Tensor& t) {
   EASEL_CHECK(t.defined(), op, ": ", name, " is undefined");
+  check_device(ctx, op, name, t);
   EASEL_CHECK(is_weight_dtype(t.dtype()), op, ": ", name, " must be f32, f16 or bf16, got ", t.describe());
 }
 
-void check_bias(const char* op, const Tensor& bias, int64_t n, const Tensor& w) {
+void check_bias(const Context& ctx, const char* op, const Tensor& bias, int64_t n, const Tensor& w) {
   if (!bias.defined()) return;
-  check_weight(op, "bias", bias);
+  check_weight(ctx, op, "bias", bias);
   EASEL_CHECK(bias.dim() == 1 && bias.size(0) == n, op, ": bias ", bias.describe(), " does not match weight ",
               w.describe(), " (expected [", n, "])");
 }
@@ -73,13 +77,13 @@ Tensor batch3(const Tensor& t, int64_t P) {
 }  // namespace
 
 Tensor linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias) {
-  check_activation("linear", "x", x, 1, kMaxDims);
-  check_weight("linear", "weight", w);
+  check_activation(ctx, "linear", "x", x, 1, kMaxDims);
+  check_weight(ctx, "linear", "weight", w);
   EASEL_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.describe());
   const int64_t K = w.size(1), N = w.size(0);
   EASEL_CHECK(x.size(-1) == K, "linear: x ", x.describe(), " has ", x.size(-1), " features but weight ",
               w.describe(), " takes ", K);
-  check_bias("linear", bias, N, w);
+  check_bias(ctx, "linear", bias, N, w);
 
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = N;
@@ -95,8 +99,8 @@ Tensor linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias
 }
 
 Tensor matmul(Context& ctx, const Tensor& a, const Tensor& b, float alpha) {
-  check_activation("matmul", "a", a, 2, kMaxDims);
-  check_activation("matmul", "b", b, 2, kMaxDims);
+  check_activation(ctx, "matmul", "a", a, 2, kMaxDims);
+  check_activation(ctx, "matmul", "b", b, 2, kMaxDims);
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   EASEL_CHECK(b.size(-2) == K, "matmul: cannot multiply ", a.describe(), " by ", b.describe(), ": inner sizes ", K,
               " and ", b.size(-2), " differ");
@@ -143,8 +147,8 @@ Tensor matmul(Context& ctx, const Tensor& a, const Tensor& b, float alpha) {
 }
 
 Tensor conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
-  check_activation("conv2d", "input", x, 4, 4);
-  check_weight("conv2d", "weight", w);
+  check_activation(ctx, "conv2d", "input", x, 4, 4);
+  check_weight(ctx, "conv2d", "weight", w);
   EASEL_CHECK(w.dim() == 4, "conv2d: weight must be [out, in/groups, kh, kw], got ", w.describe());
   EASEL_CHECK(p.groups >= 1, "conv2d: groups must be >= 1, got ", p.groups);
   EASEL_CHECK(p.stride_h >= 1 && p.stride_w >= 1, "conv2d: stride must be >= 1, got ", p.stride_h, "x", p.stride_w);
@@ -157,7 +161,7 @@ Tensor conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias
               " input and ", O, " output channels (input ", x.describe(), ", weight ", w.describe(), ")");
   EASEL_CHECK(w.size(1) * p.groups == C, "conv2d: input ", x.describe(), " has ", C, " channels but weight ",
               w.describe(), " with groups = ", p.groups, " expects ", w.size(1) * p.groups);
-  check_bias("conv2d", bias, O, w);
+  check_bias(ctx, "conv2d", bias, O, w);
   const int64_t span_h = p.dilation_h * (kh - 1) + 1, span_w = p.dilation_w * (kw - 1) + 1;
   EASEL_CHECK(H + 2 * p.pad_h >= span_h && W + 2 * p.pad_w >= span_w, "conv2d: input ", x.describe(),
               " padded by ", p.pad_h, "x", p.pad_w, " is smaller than the ", span_h, "x", span_w,
@@ -172,9 +176,9 @@ Tensor conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias
 
 Tensor attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                  const AttentionParams& p) {
-  check_activation("attention", "q", q, 4, 4);
-  check_activation("attention", "k", k, 4, 4);
-  check_activation("attention", "v", v, 4, 4);
+  check_activation(ctx, "attention", "q", q, 4, 4);
+  check_activation(ctx, "attention", "k", k, 4, 4);
+  check_activation(ctx, "attention", "v", v, 4, 4);
   const int64_t B = q.size(0), H = q.size(1), Nq = q.size(2), D = q.size(3);
   const int64_t Nk = k.size(2), Dv = v.size(3);
   EASEL_CHECK(k.size(0) == B && k.size(1) == H && v.size(0) == B && v.size(1) == H, "attention: q ", q.describe(),
@@ -186,6 +190,7 @@ Tensor attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v
   const Shape scores{B, H, Nq, Nk};
   Tensor m;
   if (mask.defined()) {
+    check_device(ctx, "attention", "mask", mask);
     EASEL_CHECK(mask.dtype() == DType::F32, "attention: mask must be an additive f32 mask, got ", mask.describe());
     Shape broadcast;
     EASEL_CHECK(mask.dim() <= 4 && broadcast_shapes(mask.shape(), scores, broadcast) && broadcast == scores,

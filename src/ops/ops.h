@@ -1,7 +1,8 @@
 // The ops model code calls. Each checks its arguments (throwing easel::Exception with a readable
 // message), allocates the output from the context and runs on the context's backend. Activations
 // are f32; weights may stay in their stored f16/bf16 (linear, conv2d, norms' affine params).
-// Names and semantics follow PyTorch so a model file reads like its reference.
+// Names and semantics follow PyTorch so a model file reads like its reference. Every tensor
+// operand must live on the context's device (a clear error otherwise): moving one is explicit.
 #pragma once
 
 #include <span>
@@ -68,5 +69,14 @@ Tensor pad(Context& ctx, const Tensor& x, std::span<const int64_t> pads, float v
 Tensor zeros(Context& ctx, const Shape& shape, DType dtype = DType::F32);
 Tensor full(Context& ctx, const Shape& shape, float value, DType dtype = DType::F32);
 void copy_(Context& ctx, const Tensor& src, Tensor& dst);
+
+// --- devices ---
+// x on the context's device: x itself when it is there already (zero copy; always so on the CPU),
+// else a contiguous copy uploaded from the host. A tensor on another device must come through the
+// host (to_host on a context of its device), as torch's .to(device) does.
+Tensor to_device(Context& ctx, const Tensor& x);
+// x in host memory: x itself when it is there already, else a contiguous copy downloaded from the
+// context's device (x must be on it). For results leaving the engine (images, previews, tests).
+Tensor to_host(Context& ctx, const Tensor& x);
 
 }  // namespace easel::ops

@@ -40,7 +40,8 @@ struct LatentPreviewer::Loaded {
   Taesd taesd;
 };
 
-Result<LatentPreviewer> LatentPreviewer::load_taesd(const std::filesystem::path& path, int latent_channels) {
+Result<LatentPreviewer> LatentPreviewer::load_taesd(Context& ctx, const std::filesystem::path& path,
+                                                    int latent_channels) {
   EASEL_TRY(auto checkpoints, open_checkpoints(path));
   std::vector<const Checkpoint*> decoders;
   for (const Checkpoint& ck : checkpoints)
@@ -48,7 +49,7 @@ Result<LatentPreviewer> LatentPreviewer::load_taesd(const std::filesystem::path&
       decoders.push_back(&ck);
   if (decoders.empty())
     return Error(cat(path.string(), ": no TAESD decoder for ", latent_channels, "-channel latents"));
-  EASEL_TRY(Taesd taesd, Taesd::load({decoders.front()}));
+  EASEL_TRY(Taesd taesd, Taesd::load(ctx, {decoders.front()}));
   if (!taesd.has_decoder()) return Error(cat(path.string(), ": the TAESD has no decoder"));
   LatentPreviewer p;
   p.taesd_ = std::make_shared<const Loaded>(Loaded{std::move(checkpoints), std::move(taesd)});

@@ -40,8 +40,8 @@ class LatentPreviewer {
  public:
   LatentPreviewer() = default;  // the cheap approximation
   // A TAESD decoder taking `latent_channels`-channel latents from a file or a folder (taesd naming
-  // or diffusers' AutoencoderTiny); an error when it holds none.
-  static Result<LatentPreviewer> load_taesd(const std::filesystem::path& path, int latent_channels = 4);
+  // or diffusers' AutoencoderTiny), its weights on ctx's device; an error when it holds none.
+  static Result<LatentPreviewer> load_taesd(Context& ctx, const std::filesystem::path& path, int latent_channels = 4);
 
   const char* method() const { return taesd_ ? "TAESD" : "Approx cheap"; }
   // The first image of `denoised` [N, C, h, w]. TAESD runs on a copy of ctx without its progress,

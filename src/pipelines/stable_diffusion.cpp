@@ -37,7 +37,8 @@ Tensor repeat_batch(Context& ctx, const Tensor& t, int batch) {
 
 }  // namespace
 
-Result<StableDiffusion> StableDiffusion::load(const std::filesystem::path& model, const SdLoadOptions& options) {
+Result<StableDiffusion> StableDiffusion::load(Context& ctx, const std::filesystem::path& model,
+                                              const SdLoadOptions& options) {
   StableDiffusion sd;
   EASEL_TRY(sd.checkpoint_, SdCheckpoint::open(model, options.vae));
   const SdCheckpointInfo& info = sd.checkpoint_.info();
@@ -45,12 +46,12 @@ Result<StableDiffusion> StableDiffusion::load(const std::filesystem::path& model
   EASEL_TRY(sd.tokenizer_, ClipTokenizer::builtin(sd2 ? ClipFlavor::kOpenClip : ClipFlavor::kOpenAI));
   ClipTextOptions text_options;
   text_options.heads = options.text_encoder_heads;
-  EASEL_TRY(sd.text_encoder_, ClipTextModel::load(sd.checkpoint_.text_encoder(), text_options));
-  EASEL_TRY(sd.unet_, Unet::load(sd.checkpoint_.unet(),
+  EASEL_TRY(sd.text_encoder_, ClipTextModel::load(ctx, sd.checkpoint_.text_encoder(), text_options));
+  EASEL_TRY(sd.unet_, Unet::load(ctx, sd.checkpoint_.unet(),
                                  options.unet.value_or(sd2 ? UnetOptions::sd2() : UnetOptions::sd1())));
   VaeKlOptions vae_options;
   if (options.vae_norm_groups) vae_options.norm_groups = *options.vae_norm_groups;
-  EASEL_TRY(sd.vae_, VaeKl::load(sd.checkpoint_.vae(), vae_options));
+  EASEL_TRY(sd.vae_, VaeKl::load(ctx, sd.checkpoint_.vae(), vae_options));
   if (!sd.vae_.has_decoder()) return Error(cat(model.string(), ": the VAE has no decoder"));
   const auto& ac = sd.checkpoint_.alphas_cumprod();
   // A1111 samples with the schedule stored in the checkpoint when it has one.

@@ -63,7 +63,10 @@ struct GenerationResult {
 
 class StableDiffusion {
  public:
-  static Result<StableDiffusion> load(const std::filesystem::path& model, const SdLoadOptions& options = {});
+  // The checkpoint's text encoder, UNet and VAE, their weights placed on ctx's device (zero copy on
+  // the CPU: views of the mapped file).
+  static Result<StableDiffusion> load(Context& ctx, const std::filesystem::path& model,
+                                      const SdLoadOptions& options = {});
 
   const SdCheckpointInfo& info() const { return checkpoint_.info(); }
   Prediction prediction() const { return prediction_; }

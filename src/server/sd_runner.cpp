@@ -29,7 +29,7 @@ std::string today() {
 
 SdJobRunner::SdJobRunner(ModelCatalog& catalog, SdRunnerOptions options)
     : catalog_(catalog), options_(std::move(options)), preview_every_(std::max(0, options_.preview_every)) {
-  runtime_ = Runtime::create({"cpu", options_.threads}).value();
+  runtime_ = Runtime::create({.threads = options_.threads}).value();
   const auto all = catalog_.checkpoints();
   if (!all.empty()) current_ = all.front().name;
 }
@@ -65,7 +65,8 @@ const StableDiffusion& SdJobRunner::model_for(const std::string& key) {
   loaded_.reset();  // one model in memory at a time
   auto options = load_options_for(entry->path);
   if (!options.ok()) throw std::runtime_error(options.error().message());
-  auto sd = StableDiffusion::load(entry->path, *options);
+  Context ctx = runtime_->context();
+  auto sd = StableDiffusion::load(ctx, entry->path, *options);
   if (!sd.ok()) throw std::runtime_error(sd.error().message());
   loaded_.emplace(std::move(*sd));
   loaded_path_ = entry->path;
@@ -89,7 +90,8 @@ const LatentPreviewer& SdJobRunner::previewer() {
   for (const ModelEntry& e : entries) {
     if (previewer_failed_.count(e.path)) continue;
     if (e.path == previewer_path_) return previewer_;
-    auto loaded = LatentPreviewer::load_taesd(e.path, 4);
+    Context ctx = runtime_->context();
+    auto loaded = LatentPreviewer::load_taesd(ctx, e.path, 4);
     if (!loaded.ok()) {
       std::fprintf(stderr, "easel serve: live previews: %s\n", loaded.error().message().c_str());
       previewer_failed_.insert(e.path);
@@ -126,7 +128,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   }
   const StableDiffusion& sd = model_for(requested_checkpoint(job.request));
 
-  Context& ctx = runtime_->context();
+  Context ctx = runtime_->context();
   JobProgress progress;
   progress.images = p.batch_size * p.n_iter;
   progress.stage = "text";
@@ -197,10 +199,6 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     ++progress.image;
     control.report(progress);
   }, on_step);
-  ctx.cancel_flag = nullptr;
-  ctx.interrupt_flag = nullptr;
-  ctx.skip_flag = nullptr;
-  ctx.on_progress = nullptr;
   if (!result.ok()) throw std::runtime_error(result.error().message());
 
   // A1111's `info` (processing.py Processed.js()).

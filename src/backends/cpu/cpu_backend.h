@@ -11,8 +11,12 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend();
   ~CpuBackend() override;
-  Device device() const override { return Device{}; }
   const char* name() const override { return "cpu"; }
+
+  // cpu_backend.cpp: the CPU is the host, so transfers are copies and weights are used in place.
+  Tensor upload(Context& ctx, const Tensor& host) override;
+  Tensor download(Context& ctx, const Tensor& x) override;
+  Tensor adopt_weight(Context& ctx, const Tensor& host) override;
 
   // gemm.cpp
   void linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out) override;
