@@ -109,6 +109,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   ValidationErrors errors;
   GenerationParams p = parse_a1111_request(job.request, img2img, errors).params;
   if (!errors.empty()) throw std::runtime_error(errors.detail.dump());
+  GenerationInputs inputs;
   if (img2img) {
     // Uploads by the ids the server gave them (job_files.h); a request naming anything else, such
     // as one queued by an older easel that stored paths, finds nothing.
@@ -118,11 +119,13 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
       std::error_code ec;
       if (!path || !fs::is_regular_file(*path, ec))
         throw std::runtime_error(cat("img2img: the job's uploaded ", what, " is missing; submit the request again"));
-      return path->string();
+      auto image = read_image(*path);
+      if (!image.ok()) throw std::runtime_error(image.error().message());
+      return std::move(*image);
     };
     if (uploads.init_images.empty()) throw std::runtime_error("img2img: the job has no init image; submit the request again");
-    p.init_image = upload(uploads.init_images[0], "init image");
-    if (!uploads.mask.empty()) p.mask = upload(uploads.mask, "mask");
+    inputs.init_image = upload(uploads.init_images[0], "init image");
+    if (!uploads.mask.empty()) inputs.mask = upload(uploads.mask, "mask");
   }
   const StableDiffusion& sd = model_for(requested_checkpoint(job.request));
 
@@ -132,8 +135,6 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   progress.stage = "text";
   control.report(progress);
   ctx.cancel_flag = &control.cancel;
-  ctx.interrupt_flag = &control.interrupt;
-  ctx.skip_flag = &control.skip;
   ctx.on_progress = [&](const Progress& pr) {
     if (pr.stage == "sample") {
       progress.stage = "sample";
@@ -151,7 +152,9 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> sampling_start;
   Clock::duration preview_time{};
-  const sampling::StepCallback on_step = [&](const sampling::StepInfo& s) {
+  GenerationCallbacks callbacks;
+  callbacks.control = {&control.interrupt, &control.skip};
+  callbacks.on_step = [&](const sampling::StepInfo& s) {
     const Clock::time_point now = Clock::now();
     if (!sampling_start) sampling_start = now;
     if (!previews || !s.denoised.defined() || (s.step + 1) % preview_every != 0) return;
@@ -181,7 +184,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   fs::create_directories(day);
   nlohmann::json images = nlohmann::json::array(), infotexts = nlohmann::json::array(),
                  seeds = nlohmann::json::array(), subseeds = nlohmann::json::array();
-  auto result = sd.generate(ctx, p, [&](const GeneratedImage& image) {
+  callbacks.on_image = [&](const GeneratedImage& image) {
     const fs::path file = day / cat(job.id, "-", images.size(), ".png");
     const std::string name = fs::relative(file, options_.outputs_dir).generic_string();
     if (Status s = write_image(file, image.image); !s.ok()) {
@@ -196,10 +199,9 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     subseeds.push_back(image.subseed);
     ++progress.image;
     control.report(progress);
-  }, on_step);
+  };
+  auto result = sd.generate(ctx, p, inputs, callbacks);
   ctx.cancel_flag = nullptr;
-  ctx.interrupt_flag = nullptr;
-  ctx.skip_flag = nullptr;
   ctx.on_progress = nullptr;
   if (!result.ok()) throw std::runtime_error(result.error().message());
 
