@@ -120,7 +120,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
       if (!path || !fs::is_regular_file(*path, ec))
         throw std::runtime_error(cat("img2img: the job's uploaded ", what, " is missing; submit the request again"));
       auto image = read_image(*path);
-      if (!image.ok()) throw std::runtime_error(image.error().message());
+      if (!image.ok()) throw std::runtime_error(cat("img2img: the job's uploaded ", what, " cannot be read; submit the request again"));
       return std::move(*image);
     };
     if (uploads.init_images.empty()) throw std::runtime_error("img2img: the job has no init image; submit the request again");
