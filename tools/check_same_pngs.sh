@@ -5,7 +5,9 @@
 # sd_pipeline_tiny (every model the set lists: single file, .ckpt, diffusers folder, 9-channel
 # inpainting, v-prediction) and compares the PNGs byte for byte (pixels and infotext). A refactor
 # of the pipeline must leave every file identical; a request that fails must fail with the same
-# message from both. Exit status 0 when everything matched.
+# message from both. Then it starts `easel serve` from both on the same models and compares the
+# PNGs the A1111 routes (txt2img, img2img, inpaint) and the OpenAI routes (generations, edits)
+# return. Exit status 0 when everything matched.
 #
 # The models' head counts come from the set's info.json, written as the `.easel.json` sidecars
 # `easel generate` reads (as `easel serve` does). Needs jq.
@@ -164,9 +166,79 @@ for c in "${cases[@]}"; do
   [[ $verdict == same* ]] || failed=$((failed + 1))
   printf '%-36s %s\n' "$name" "$verdict"
 done
-echo "${#cases[@]} requests, ${images} images compared byte for byte, ${errors} identical errors, ${failed} different"
+echo "easel generate: ${#cases[@]} requests, ${images} images compared byte for byte, ${errors} identical errors, ${failed} different"
+
+# --- the server's routes ----------------------------------------------------------------------
+# Both servers on the single-file models (each as the catalog names it: the file name).
+mkdir -p "$work/serve/Stable-diffusion"
+for m in "${models[@]}"; do
+  [[ -f $m ]] && cp "$m" "$m.easel.json" "$work/serve/Stable-diffusion/"
+done
+name_of() { basename "$1"; }
+base_port=$((20000 + RANDOM % 20000))
+server_pids=()
+stop_servers() { for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap 'stop_servers; rm -rf "$work"' EXIT
+port=$base_port
+for which in old new; do
+  bin=$old; [[ $which == new ]] && bin=$new
+  "$bin" --threads 1 serve --port $port --models-dir "$work/serve" --outputs-dir "$work/$which-outputs" \
+    --data-dir "$work/$which-data" --preview-every 0 > "$work/$which-serve.log" 2>&1 &
+  server_pids+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/sdapi/v1/sd-models" > /dev/null && break; sleep 0.1; done
+  port=$((port + 1))
+done
+b64() { base64 -w0 "$1"; }
+api_cases=()  # "name|route|json body or -F form arguments"
+add_api() { api_cases+=("$1|$2|$3"); }
+eps_name=$(name_of "$eps_txt2img")
+[[ -f $eps_txt2img ]] || eps_name=$(cd "$work/serve/Stable-diffusion" && ls | grep -v easel.json | head -1)
+a1111() {  # checkpoint, then extra JSON fields
+  jq -nc --arg ck "$1" --argjson extra "$2" '{prompt: "a (red:1.3) lighthouse at dusk, [fog]", negative_prompt: "blurry",
+    width: 48, height: 32, steps: 4, cfg_scale: 7, override_settings: {sd_model_checkpoint: $ck}} + $extra'
+}
+add_api "sdapi txt2img batch 2 x 2" /sdapi/v1/txt2img "$(a1111 "$eps_name" '{"sampler_name": "Euler a", "seed": 13, "batch_size": 2, "n_iter": 2}')"
+add_api "sdapi txt2img SDE subseed" /sdapi/v1/txt2img "$(a1111 "$eps_name" '{"sampler_name": "DPM++ 2M SDE", "seed": 14, "subseed": 5, "subseed_strength": 0.3, "seed_resize_from_w": 64, "seed_resize_from_h": 48}')"
+add_api "sdapi txt2img clip skip, DDIM eta" /sdapi/v1/txt2img "$(a1111 "$eps_name" '{"sampler_name": "DDIM", "seed": 15, "eta": 0.5, "override_settings": {"CLIP_stop_at_last_layers": 2}}' | jq -c --arg ck "$eps_name" '.override_settings.sd_model_checkpoint = $ck')"
+add_api "sdapi img2img crop" /sdapi/v1/img2img "$(a1111 "$eps_name" "{\"seed\": 16, \"width\": 32, \"height\": 24, \"resize_mode\": 1, \"denoising_strength\": 0.6, \"init_images\": [\"$(b64 "$init")\"]}")"
+add_api "sdapi inpaint latent noise" /sdapi/v1/img2img "$(a1111 "$eps_name" "{\"seed\": 17, \"width\": $init_w, \"height\": $init_h, \"inpainting_fill\": 2, \"mask_blur\": 2, \"init_images\": [\"$(b64 "$init")\"], \"mask\": \"$(b64 "$mask")\"}")"
+if [[ -n $v_model ]]; then
+  add_api "sdapi v txt2img UniPC" /sdapi/v1/txt2img "$(a1111 "$(name_of "$v_model")" '{"sampler_name": "UniPC", "seed": 18}')"
+fi
+if [[ -n $inpainting ]]; then
+  add_api "sdapi 9ch inpaint only masked" /sdapi/v1/img2img "$(a1111 "$(name_of "$inpainting")" "{\"seed\": 19, \"width\": $init_w, \"height\": $init_h, \"inpaint_full_res\": true, \"inpaint_full_res_padding\": 8, \"init_images\": [\"$(b64 "$init")\"], \"mask\": \"$(b64 "$mask")\"}")"
+fi
+add_api "openai generations" /v1/images/generations "$(jq -nc --arg m "$eps_name" '{prompt: "a lighthouse", model: $m, n: 2, size: "48x32", steps: 4, seed: 20}')"
+add_api "openai edits" /v1/images/edits "-F prompt=a_lighthouse -F model=$eps_name -F size=${init_w}x${init_h} -F steps=4 -F seed=21 -F image=@$init"
+api_failed=0 api_images=0
+for c in "${api_cases[@]}"; do
+  IFS='|' read -r name route body <<< "$c"
+  port=$base_port
+  for which in old new; do
+    if [[ $body == -F* ]]; then
+      # shellcheck disable=SC2086
+      curl -s -o "$work/$which.json" "http://127.0.0.1:$port$route" $body || true
+    else
+      curl -s -o "$work/$which.json" -H 'Content-Type: application/json' --data-binary "$body" "http://127.0.0.1:$port$route" || true
+    fi
+    jq -c '[.images[]?, .data[]?.b64_json]' "$work/$which.json" > "$work/$which.images" 2>/dev/null || echo "[]" > "$work/$which.images"
+    port=$((port + 1))
+  done
+  count=$(jq length "$work/old.images")
+  if [[ $count == 0 ]]; then
+    verdict="NO IMAGES: $(head -c 200 "$work/old.json")"
+  elif cmp -s "$work/old.images" "$work/new.images"; then
+    verdict="same ($count PNGs)"; api_images=$((api_images + count))
+  else
+    verdict="DIFFERENT"
+  fi
+  [[ $verdict == same* ]] || api_failed=$((api_failed + 1))
+  printf '%-36s %s\n' "$name" "$verdict"
+done
+echo "easel serve: ${#api_cases[@]} requests, ${api_images} images compared byte for byte, ${api_failed} different or failed"
+failed=$((failed + api_failed))
 if [[ $failed != 0 ]]; then
-  trap - EXIT
+  trap stop_servers EXIT
   echo "outputs kept in $work" >&2
   exit 1
 fi
