@@ -169,8 +169,10 @@ Plan plan_txt2img(SamplerChoice choice, const Denoiser& model, int steps) {
     const TimestepModel& tm = timestep_model(choice, model);
     p.training = &tm.training_schedule();
     p.timesteps = a1111_timesteps(tm, steps);
-  } else p.sigmas = plan_sigmas(choice, model, steps);
-  if (!p.sigmas.empty()) set_table_range(p, p.sigmas);
+  } else {
+    p.sigmas = plan_sigmas(choice, model, steps);
+    if (!p.sigmas.empty()) set_table_range(p, p.sigmas);
+  }
   return p;
 }
 

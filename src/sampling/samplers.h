@@ -84,7 +84,8 @@ struct Plan {
   // q(x_t | x_0) of the timestep samplers.
   Tensor start(Context& ctx, const Tensor& noise, const Tensor& init = {}) const;
 };
-// KDiffusionSampler.get_sigmas / CompVisSampler.get_timesteps for txt2img.
+// KDiffusionSampler.get_sigmas / CompVisSampler.get_timesteps for txt2img. A timestep sampler
+// (DDIM, PLMS, UniPC) on a model without Denoiser::timesteps() throws an Exception naming it.
 Plan plan_txt2img(SamplerChoice choice, const Denoiser& model, int steps);
 // sample_img2img: t_enc = int(min(strength, 0.999) * steps) steps of the txt2img table's tail
 // (A1111 with img2img_fix_steps off).
