@@ -31,9 +31,12 @@ TEST(GenerationParams, ErrorsNameTheField) {
   p = {};
   p.denoising_strength = 1.5;
   EXPECT_NE(error_of(p).find("denoising_strength"), std::string::npos);
-  p = {};
-  p.mask = "m.png";
-  EXPECT_NE(error_of(p).find("init image"), std::string::npos);
+  GenerationInputs mask_only;
+  mask_only.mask = Image{8, 8, 1, std::vector<uint8_t>(64, 255), {}};
+  ASSERT_FALSE(validate(mask_only).ok());
+  EXPECT_NE(validate(mask_only).error().message().find("init image"), std::string::npos);
+  mask_only.init_image = mask_only.mask;
+  EXPECT_TRUE(validate(mask_only).ok());
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ TEST(Infotext, MakeFollowsA1111KeyOrder) {
             "a red fox\nNegative prompt: blurry, low quality\n"
             "Steps: 4, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.0, Seed: 42, Size: 512x768, "
             "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Clip skip: 2, Version: easel 0.1.0");
-  p.init_image = "in.png";
+  im.img2img = true;
   p.denoising_strength = 0.6;
   const Infotext i2i = make_infotext(p, im);
   ASSERT_TRUE(i2i.find("Denoising strength"));

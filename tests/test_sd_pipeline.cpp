@@ -73,7 +73,15 @@ GenerationParams small_request(int steps, int64_t seed) {
   return p;
 }
 
-GenerationParams request_params(const json& r, const fs::path& dir) {
+// The request's pictures, read from the set.
+GenerationInputs request_inputs(const json& r, const fs::path& dir) {
+  GenerationInputs in;
+  if (r.contains("init_images")) in.init_image = read_image(dir / r["init_images"][0].get<std::string>()).value();
+  if (r.contains("mask")) in.mask = read_image(dir / r["mask"].get<std::string>()).value();
+  return in;
+}
+
+GenerationParams request_params(const json& r) {
   GenerationParams p;
   p.prompt = r.value("prompt", "");
   p.negative_prompt = r.value("negative_prompt", "");
@@ -89,8 +97,6 @@ GenerationParams request_params(const json& r, const fs::path& dir) {
   p.subseed = r.value("subseed", int64_t{-1});
   p.subseed_strength = r.value("subseed_strength", 0.0);
   if (r.contains("override_settings")) p.clip_skip = r["override_settings"].value("CLIP_stop_at_last_layers", 1);
-  if (r.contains("init_images")) p.init_image = (dir / r["init_images"][0].get<std::string>()).string();
-  if (r.contains("mask")) p.mask = (dir / r["mask"].get<std::string>()).string();
   p.denoising_strength = r.value("denoising_strength", p.denoising_strength);
   p.resize_mode = r.value("resize_mode", p.resize_mode);
   p.mask_blur = r.value("mask_blur", p.mask_blur);
@@ -112,7 +118,8 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
   int checked = 0;
   for (const auto& [name, c] : cases.items()) {
     SCOPED_TRACE(name);
-    const GenerationParams p = request_params(c["request"], dir);
+    const GenerationParams p = request_params(c["request"]);
+    const GenerationInputs inputs = request_inputs(c["request"], dir);
     const std::string model_file = c["model_file"];
     if (!models.count(model_file)) {
       auto sd = StableDiffusion::load(ctx, dir / model_file, load_options(info["models"][model_file]));
@@ -130,7 +137,7 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
       worst_stage = std::max(worst_stage, err);
       ++stages;
     };
-    auto result = models.at(model_file).generate(ctx, p);
+    auto result = models.at(model_file).generate(ctx, p, inputs);
     ctx.on_trace = nullptr;
     ASSERT_TRUE(result.ok()) << result.error().message();
     EXPECT_GE(stages, 6) << "too few stages compared";
@@ -203,10 +210,9 @@ TEST(SdPipeline, OnlyMaskedWithABlankMaskFallsBackToImg2Img) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
   const json info = read_json(dir / "info.json");
   const json c = read_json(dir / "cases.json")["cases"]["i2i_euler_a"];
-  GenerationParams p = request_params(c["request"], dir);
-  const fs::path blank = fs::temp_directory_path() / "easel_blank_mask_48x32.png";
-  ASSERT_TRUE(write_image(blank, Image{48, 32, 3, std::vector<uint8_t>(48 * 32 * 3, 0), {}}).ok());
-  p.mask = blank.string();
+  GenerationParams p = request_params(c["request"]);
+  GenerationInputs inputs = request_inputs(c["request"], dir);
+  inputs.mask = Image{48, 32, 3, std::vector<uint8_t>(48 * 32 * 3, 0), {}};
   p.inpaint_full_res = true;
   p.mask_blur = 0;
   auto rt = Runtime::create().value();
@@ -214,8 +220,7 @@ TEST(SdPipeline, OnlyMaskedWithABlankMaskFallsBackToImg2Img) {
   auto sd = StableDiffusion::load(ctx, dir / c["model_file"].get<std::string>(),
                                   load_options(info["models"][c["model_file"].get<std::string>()]));
   ASSERT_TRUE(sd.ok()) << sd.error().message();
-  auto r = sd->generate(ctx, p);
-  fs::remove(blank);
+  auto r = sd->generate(ctx, p, inputs);
   ASSERT_TRUE(r.ok()) << r.error().message();
   ASSERT_EQ(r->comments.size(), 1u);
   EXPECT_NE(r->comments[0].find("mask is blank"), std::string::npos) << r->comments[0];
@@ -244,21 +249,25 @@ TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
   p.height = 32;
   p.steps = 2;
   p.seed = 1;
-  p.init_image = (dir / "init.png").string();
-  auto error_of = [&](const StableDiffusion& sd, const GenerationParams& q) {
-    auto r = sd.generate(ctx, q);
+  GenerationInputs init;
+  init.init_image = read_image(dir / "init.png").value();
+  auto error_of = [&](const StableDiffusion& sd, const GenerationParams& q, const GenerationInputs& in) {
+    auto r = sd.generate(ctx, q, in);
     return r.ok() ? std::string("(no error)") : r.error().message();
   };
+  GenerationInputs with_mask = init;
+  with_mask.mask = read_image(dir / "mask_b.png").value();  // 40x56 against a 48x32 init image
+  EXPECT_NE(error_of(*sd1, p, with_mask).find("mask: is 40x56, the init image 48x32"), std::string::npos)
+      << error_of(*sd1, p, with_mask);
+  with_mask.mask = read_image(dir / "mask.png").value();
   GenerationParams q = p;
-  q.mask = (dir / "mask_b.png").string();  // 40x56 against a 48x32 init image
-  EXPECT_NE(error_of(*sd1, q).find("mask: is 40x56, the init image 48x32"), std::string::npos) << error_of(*sd1, q);
-  q = p;
-  q.mask = (dir / "mask.png").string();
   q.resize_mode = 3;
-  EXPECT_NE(error_of(*sd1, q).find("resize_mode: 3"), std::string::npos) << error_of(*sd1, q);
-  q = p;
-  q.resize_mode = 3;
-  EXPECT_NE(error_of(*inpainting, q).find("inpainting model"), std::string::npos) << error_of(*inpainting, q);
+  EXPECT_NE(error_of(*sd1, q, with_mask).find("resize_mode: 3"), std::string::npos) << error_of(*sd1, q, with_mask);
+  GenerationInputs mask_only;
+  mask_only.mask = with_mask.mask;
+  EXPECT_NE(error_of(*sd1, p, mask_only).find("mask: inpainting needs an init image"), std::string::npos)
+      << error_of(*sd1, p, mask_only);
+  EXPECT_NE(error_of(*inpainting, q, init).find("inpainting model"), std::string::npos) << error_of(*inpainting, q, init);
   for (auto [field, bad] : std::initializer_list<std::pair<const char*, void (*)(GenerationParams&)>>{
            {"resize_mode", [](GenerationParams& g) { g.resize_mode = 4; }},
            {"mask_blur", [](GenerationParams& g) { g.mask_blur = -1; }},
@@ -267,7 +276,7 @@ TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
            {"inpainting_mask_invert", [](GenerationParams& g) { g.inpainting_mask_invert = 2; }}}) {
     q = p;
     bad(q);
-    EXPECT_EQ(error_of(*sd1, q).rfind(field, 0), 0u) << field << ": " << error_of(*sd1, q);
+    EXPECT_EQ(error_of(*sd1, q, init).rfind(field, 0), 0u) << field << ": " << error_of(*sd1, q, init);
   }
 }
 
@@ -307,16 +316,14 @@ TEST(SdPipeline, InterruptAndSkipFinishWithWhatTheyHave) {
   for (const bool skip : {false, true}) {
     SCOPED_TRACE(skip ? "skip" : "interrupt");
     std::atomic<bool> interrupt{false}, skip_flag{false};
-    ctx.interrupt_flag = &interrupt;
-    ctx.skip_flag = &skip_flag;
+    GenerationCallbacks callbacks;
+    callbacks.control = {&interrupt, &skip_flag};
     int steps_seen = 0;
     ctx.on_progress = [&](const Progress& pr) {
       if (pr.stage == "sample" && ++steps_seen == 2) (skip ? skip_flag : interrupt) = true;
     };
-    auto r = sd->generate(ctx, p);
+    auto r = sd->generate(ctx, p, {}, callbacks);
     ctx.on_progress = nullptr;
-    ctx.interrupt_flag = nullptr;
-    ctx.skip_flag = nullptr;
     ASSERT_TRUE(r.ok()) << r.error().message();
     EXPECT_EQ(r->images.size(), skip ? 2u : 1u);
     EXPECT_EQ(steps_seen, skip ? 2 + 4 : 2);  // the skipped batch stopped after 2 steps, the next ran all 4

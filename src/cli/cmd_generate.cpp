@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 struct GenerateArgs {
   GenerationParams params;
   std::string model, vae, output, prediction, report;
+  std::string init_image, mask;  // files, read here: the pipeline takes pictures
 };
 
 // out.png for one image; out-1.png, out-2.png, ... for several.
@@ -40,6 +41,15 @@ Status run(const GenerateArgs& a, int threads) {
   if (a.prediction == "v") options.prediction = Prediction::V;
   if (a.prediction == "eps") options.prediction = Prediction::Eps;
 
+  // The pictures first: a missing file fails before a model is loaded.
+  GenerationInputs inputs;
+  if (!a.init_image.empty()) {
+    EASEL_TRY(inputs.init_image, read_image(a.init_image));
+  }
+  if (!a.mask.empty()) {
+    EASEL_TRY(inputs.mask, read_image(a.mask));
+  }
+
   EASEL_TRY(auto runtime, Runtime::create({.threads = threads}));
   Context ctx = runtime->context();
   const auto t0 = std::chrono::steady_clock::now();
@@ -56,10 +66,12 @@ Status run(const GenerateArgs& a, int threads) {
   int written = 0;
   Status write_status;
   const auto t1 = std::chrono::steady_clock::now();
-  EASEL_TRY(auto result, sd.generate(ctx, a.params, [&](const GeneratedImage& image) {
-              const fs::path path = output_path(a.output, written++, count);
-              if (auto s = write_image(path, image.image); !s.ok() && write_status.ok()) write_status = s;
-            }));
+  GenerationCallbacks callbacks;
+  callbacks.on_image = [&](const GeneratedImage& image) {
+    const fs::path path = output_path(a.output, written++, count);
+    if (auto s = write_image(path, image.image); !s.ok() && write_status.ok()) write_status = s;
+  };
+  EASEL_TRY(auto result, sd.generate(ctx, a.params, inputs, callbacks));
   bar.finish();
   for (const std::string& comment : result.comments) std::fprintf(stderr, "note: %s\n", comment.c_str());
   EASEL_TRY_STATUS(write_status);
@@ -106,8 +118,8 @@ void add_generate_command(CLI::App& app, const GlobalOptions& global, int& exit_
   cmd->add_option("--n-iter,--n_iter,--batch-count", p.n_iter, "number of batches")->capture_default_str();
   cmd->add_option("--clip-skip,--clip_skip", p.clip_skip, "CLIP skip (SD 1.x)")->capture_default_str();
   cmd->add_option("--eta-noise-seed-delta", p.eta_noise_seed_delta, "A1111's ENSD")->capture_default_str();
-  cmd->add_option("--init-image,--init_image", p.init_image, "img2img: the starting image");
-  cmd->add_option("--mask", p.mask, "inpaint: white where to repaint");
+  cmd->add_option("--init-image,--init_image", a->init_image, "img2img: the starting image");
+  cmd->add_option("--mask", a->mask, "inpaint: white where to repaint");
   cmd->add_option("--denoising-strength,--denoising_strength", p.denoising_strength, "img2img strength 0..1")
       ->capture_default_str();
   cmd->add_option("--resize-mode,--resize_mode", p.resize_mode,

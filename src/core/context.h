@@ -38,13 +38,6 @@ class Context {
   std::function<void(const Progress&)> on_progress;
   const std::atomic<bool>* cancel_flag = nullptr;
   bool cancelled() const { return cancel_flag && cancel_flag->load(std::memory_order_relaxed); }
-  // A1111's interrupt and skip: sampling stops at the next step and the images are finished from
-  // what it has; interrupt also ends the remaining batches, skip only the current one (the
-  // pipeline clears the skip flag when it starts the next batch).
-  const std::atomic<bool>* interrupt_flag = nullptr;
-  std::atomic<bool>* skip_flag = nullptr;
-  bool interrupted() const { return interrupt_flag && interrupt_flag->load(std::memory_order_relaxed); }
-  bool skipped() const { return skip_flag && skip_flag->load(std::memory_order_relaxed); }
 
   void progress(std::string_view stage, int64_t done, int64_t total) const {
     if (on_progress) on_progress(Progress{stage, done, total});

@@ -38,7 +38,11 @@ Status validate(const GenerationParams& p, const GenerationLimits& limits) {
   if (auto s = sampling::parse_sampler_and_schedule(p.sampler_name); !s.ok()) return Error(cat("sampler_name: ", s.error().message()));
   if (auto s = sampling::parse_sampler_and_schedule("Euler", p.scheduler); !s.ok())
     return Error(cat("scheduler: ", s.error().message()));
-  if (!p.mask.empty() && p.init_image.empty()) return Error("mask: inpainting needs an init image too");
+  return {};
+}
+
+Status validate(const GenerationInputs& inputs) {
+  if (inputs.mask && !inputs.init_image) return Error("mask: inpainting needs an init image too");
   return {};
 }
 

@@ -1,5 +1,6 @@
 // What a user asks for, named as the A1111 / SD.Next API names it (txt2img and img2img request
-// fields), so the CLI, the server and the infotext share one vocabulary.
+// fields), so the CLI, the server and the infotext share one vocabulary; and the pictures an
+// img2img request brings, decoded (the CLI and the server read the files, pipelines never do).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "io/image.h"
 
 namespace easel {
 
@@ -30,9 +32,7 @@ struct GenerationParams {
   double s_noise = 1.0;
   int64_t eta_noise_seed_delta = 0;
 
-  // img2img / inpaint
-  std::string init_image;  // file (CLI) or decoded upload (server); empty for txt2img
-  std::string mask;        // white = repaint
+  // img2img / inpaint (the pictures themselves are GenerationInputs)
   double denoising_strength = 0.75;
   int resize_mode = 0;        // 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
   int mask_blur = 4;
@@ -40,8 +40,14 @@ struct GenerationParams {
   bool inpaint_full_res = false;  // "only masked"
   int inpaint_full_res_padding = 32;
   int inpainting_mask_invert = 0;
+};
 
-  bool is_img2img() const { return !init_image.empty(); }
+// The pictures of an img2img / inpaint request: an init image makes it img2img, a mask inpainting.
+struct GenerationInputs {
+  std::optional<Image> init_image;  // the starting picture; none for txt2img
+  std::optional<Image> mask;        // white = repaint (an RGBA mask with transparency uses its alpha)
+
+  bool is_img2img() const { return init_image.has_value(); }
 };
 
 // Limits a request must respect (a server lowers them for untrusted clients).
@@ -55,5 +61,7 @@ struct GenerationLimits {
 
 // Checks every field; the error names the field as the API does ("width: 513 is not a multiple of 8").
 Status validate(const GenerationParams& p, const GenerationLimits& limits = {});
+// A mask needs an init image.
+Status validate(const GenerationInputs& inputs);
 
 }  // namespace easel

@@ -125,8 +125,8 @@ Infotext make_infotext(const GenerationParams& p, const ImageProvenance& im) {
   }
   if (p.seed_resize_from_w > 0 && p.seed_resize_from_h > 0)
     add("Seed resize from", cat(p.seed_resize_from_w, "x", p.seed_resize_from_h));
-  if (p.is_img2img()) add("Denoising strength", python_float(p.denoising_strength));
-  if (im.inpainting_model && p.is_img2img()) add("Conditional mask weight", "1.0");
+  if (im.img2img) add("Denoising strength", python_float(p.denoising_strength));
+  if (im.inpainting_model && im.img2img) add("Conditional mask weight", "1.0");
   if (p.clip_skip > 1) add("Clip skip", std::to_string(p.clip_skip));
   if (p.eta_noise_seed_delta != 0) add("ENSD", std::to_string(p.eta_noise_seed_delta));
   for (const auto& [key, value] : im.img2img_params) info.params.emplace_back(key, value);

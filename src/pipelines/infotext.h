@@ -40,7 +40,8 @@ struct ImageProvenance {
   std::string sampler, schedule;       // resolved names: "DPM++ 2M", "Karras"
   std::string model_hash, model_name;  // A1111 short hash (10 hex digits), file stem
   std::string vae_hash, vae_name;      // empty when the checkpoint's own VAE is used
-  bool inpainting_model = false;       // adds "Conditional mask weight"
+  bool img2img = false;                // adds "Denoising strength"
+  bool inpainting_model = false;       // with img2img, adds "Conditional mask weight"
   // img2img / inpaint: what A1111's StableDiffusionProcessingImg2Img.init adds to
   // extra_generation_params ("Mask mode", "Mask blur", "Inpaint area", ...), in its order.
   std::vector<std::pair<std::string, std::string>> img2img_params;

@@ -62,8 +62,6 @@ Image LatentPreviewer::preview(const Context& ctx, const Tensor& denoised) const
   quiet.on_progress = nullptr;
   quiet.on_trace = nullptr;
   quiet.cancel_flag = nullptr;
-  quiet.interrupt_flag = nullptr;
-  quiet.skip_flag = nullptr;
   EASEL_CHECK(denoised.dim() == 4, "preview: expected latents [N, C, h, w], got ", denoised.describe());
   const Tensor first = ops::contiguous(quiet, denoised.narrow(0, 0, 1));
   const Tensor decoded = taesd_->taesd.decode(quiet, first);  // [1, 3, 8h, 8w] in [0, 1]

@@ -1,10 +1,10 @@
-// Stable Diffusion 1.x / 2.x generation as AUTOMATIC1111 runs it on the CPU, so a request gives the
-// image A1111 gives for the same checkpoint, prompt, seed and sampler (modules/processing.py):
+// Stable Diffusion 1.x / 2.x as a family of the generation driver (generation_driver.h), so a
+// request gives the image A1111 gives for the same checkpoint, prompt, seed and sampler:
 //
-//   prompt, negative -> A1111 conditioning (75-token chunks, emphasis)           pipelines/prompt_conditioning
-//   seeds -> per-image torch CPU generators -> initial noise                       sampling/image_rng
-//   sampler + schedule -> sigmas; CFG denoiser over the UNet                       sampling/, models/unet
-//   latents / 0.18215 -> VAE decode -> clamp((x + 1) / 2) -> x 255, truncated -> PNG with infotext
+//   conditioner: A1111 conditioning (75-token chunks, emphasis) over CLIP         pipelines/prompt_conditioning
+//   network: the UNet, eps or v, on the checkpoint's DDPM schedule               models/unet, sampling/denoiser
+//   latent format: 4 channels, scale 0.18215; VAE: AutoencoderKL (KL-f8)         models/vae_kl
+//   inpainting models: 5 more input channels (mask, masked-image latents)
 #pragma once
 
 #include <chrono>
@@ -21,8 +21,8 @@
 #include "models/sd_checkpoint.h"
 #include "models/unet.h"
 #include "models/vae_kl.h"
-#include "pipelines/generation_params.h"
-#include "sampling/samplers.h"
+#include "pipelines/diffusion_family.h"
+#include "pipelines/generation_driver.h"
 #include "sampling/schedules.h"
 #include "text/clip_tokenizer.h"
 
@@ -39,29 +39,7 @@ struct SdLoadOptions {
   std::optional<int> vae_norm_groups;  // 32 in every released VAE
 };
 
-struct GeneratedImage {
-  Image image;  // RGB, with the A1111 "parameters" text chunk
-  int64_t seed = 0, subseed = 0;
-  std::string infotext;
-};
-
-struct GenerationTimings {
-  double conditioning_s = 0;  // text encoder
-  double sampling_s = 0;      // all sampler steps of all batches
-  int steps = 0;              // sampler steps run
-  double decode_s = 0;        // VAE decode of all images
-  double seconds_per_step() const { return steps ? sampling_s / steps : 0; }
-};
-
-struct GenerationResult {
-  std::vector<GeneratedImage> images;
-  GenerationTimings timings;
-  // Why a requested option was not applied (A1111's model_hijack.comments), e.g. "only masked" with a
-  // blank mask falling back to plain img2img.
-  std::vector<std::string> comments;
-};
-
-class StableDiffusion {
+class StableDiffusion final : public DiffusionFamily {
  public:
   // The checkpoint's text encoder, UNet and VAE, their weights placed on ctx's device (zero copy on
   // the CPU: views of the mapped file).
@@ -70,24 +48,34 @@ class StableDiffusion {
 
   const SdCheckpointInfo& info() const { return checkpoint_.info(); }
   Prediction prediction() const { return prediction_; }
-  const std::string& model_name() const { return model_name_; }
-  const std::string& model_hash() const { return model_hash_; }
+  const std::string& model_name() const { return identity_.model_name; }
+  const std::string& model_hash() const { return identity_.model_hash; }
 
-  // txt2img, img2img (p.init_image) and inpaint (p.mask), every image of batch_size x n_iter.
-  // `on_image` sees each finished image (the server streams them); `on_step` each sampler step of
-  // each batch, with its x0 estimate (live previews); ctx reports progress and is polled for
-  // cancellation between steps.
-  Result<GenerationResult> generate(Context& ctx, const GenerationParams& p,
-                                    const std::function<void(const GeneratedImage&)>& on_image = {},
-                                    const sampling::StepCallback& on_step = {}) const;
+  // The generation driver on this model (generation_driver.h).
+  Result<GenerationResult> generate(Context& ctx, const GenerationParams& p, const GenerationInputs& inputs = {},
+                                    const GenerationCallbacks& callbacks = {}) const {
+    return easel::generate(ctx, *this, p, inputs, callbacks);
+  }
+
+  // --- the family's parts (diffusion_family.h) ---
+  const ModelIdentity& identity() const override { return identity_; }
+  const LatentFormat& latent_format() const override { return latent_format_; }
+  // SD 2.x always uses the penultimate CLIP layer (A1111 ignores its CLIP-skip setting there).
+  Result<Conditioning> condition(Context& ctx, const std::string& prompt, int batch,
+                                 const GenerationParams& p) const override;
+  Tensor predict(Context& ctx, const Tensor& x_in, const Tensor& t, const Conditioning& c) const override;
+  // k-diffusion's CompVis(V)Denoiser on the checkpoint's schedule.
+  std::unique_ptr<sampling::Denoiser> denoiser(sampling::ModelFn model) const override;
+  bool can_encode() const override { return vae_.has_encoder(); }
+  // The VAE's posterior mean (A1111 samples it with torch's global generator, not reproducible
+  // from the seed; diffusers' "argmax" mode takes the mean too), x 0.18215.
+  Tensor encode(Context& ctx, const Tensor& pixels) const override;
+  Tensor decode(Context& ctx, const Tensor& latents) const override;
+  // The 5 extra input channels of a 9-channel inpainting UNet, [1, 5, h, w].
+  Tensor inpainting_conditioning(Context& ctx, const Tensor& source, const Image* mask, int64_t h,
+                                 int64_t w) const override;
 
  private:
-  Result<Tensor> conditioning(Context& ctx, const std::string& prompt, int batch, int clip_skip) const;
-  // The VAE's latents of pixels in [-1, 1] (posterior mean x scaling factor).
-  Tensor encode_latents(Context& ctx, const Tensor& pixels) const;
-  // The 5 extra input channels of a 9-channel inpainting UNet, [1, 5, h, w], from the init image in
-  // [-1, 1] and its mask (both absent for txt2img; the mask absent for plain img2img).
-  Tensor inpainting_conditioning(Context& ctx, const Tensor& source, const Image* mask, int64_t h, int64_t w) const;
 
   SdCheckpoint checkpoint_;
   ClipTokenizer tokenizer_;
@@ -96,7 +84,8 @@ class StableDiffusion {
   VaeKl vae_;
   sampling::DiscreteSchedule schedule_;
   Prediction prediction_ = Prediction::Eps;
-  std::string model_name_, model_hash_, vae_name_, vae_hash_;
+  LatentFormat latent_format_;
+  ModelIdentity identity_;
 };
 
 }  // namespace easel

@@ -16,17 +16,14 @@ Tensor axpby(Context& ctx, float a, const Tensor& x, float b, const Tensor& y) {
 }  // namespace
 
 Tensor CompVisDenoiser::denoise(Context& ctx, const Tensor& x, float sigma) const {
-  const float s2 = sigma * sigma + 1.0f;  // sigma_data = 1
-  const float c_in = 1.0f / std::sqrt(s2);
-  const Tensor out = model_(ctx, ops::affine(ctx, x, c_in, 0.0f), schedule_.sigma_to_t(sigma));
-  if (prediction_ == Prediction::Eps) return axpby(ctx, 1.0f, x, -sigma, out);  // x + eps * c_out, c_out = -sigma
-  const float c_skip = 1.0f / s2, c_out = -sigma / std::sqrt(s2);
-  return axpby(ctx, c_out, out, c_skip, x);
+  const Tensor out = model_(ctx, ops::affine(ctx, x, sampling_.input_scale(sigma), 0.0f), schedule_.sigma_to_t(sigma));
+  return sampling_.denoised(ctx, x, out, sigma);
 }
 
 Tensor CompVisDenoiser::eps(Context& ctx, const Tensor& x_t, float t) const {
   Tensor out = model_(ctx, x_t, t);
-  if (prediction_ == Prediction::Eps) return out;
+  if (sampling_.prediction == Prediction::Eps) return out;
+  EASEL_CHECK(sampling_.prediction == Prediction::V, "a flow-matching model has no DDPM timesteps");
   // predict_eps_from_z_and_v with ldm's float32 sqrt buffers, indexed by t.to(int)
   const int ti = static_cast<int>(t);
   const double a = schedule_.alphas_cumprod64().at(ti);

@@ -14,7 +14,7 @@ Tensor MaskedDenoiser::denoise(Context& ctx, const Tensor& x, float sigma) const
 }
 
 Tensor MaskedDenoiser::eps(Context& ctx, const Tensor& x_t, float t) const {
-  return inner_.eps(ctx, blend_latents(ctx, x_t, blend_.init_latent, blend_.nmask), t);
+  return inner_.timesteps()->eps(ctx, blend_latents(ctx, x_t, blend_.init_latent, blend_.nmask), t);
 }
 
 }  // namespace easel::sampling

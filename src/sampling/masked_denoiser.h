@@ -18,14 +18,16 @@ struct LatentBlend {
 // a * nmask + b * (1 - nmask), the blend written as A1111 writes it.
 Tensor blend_latents(Context& ctx, const Tensor& a, const Tensor& b, const Tensor& nmask);
 
-class MaskedDenoiser : public Denoiser {
+class MaskedDenoiser : public Denoiser, public TimestepModel {
  public:
   MaskedDenoiser(const Denoiser& inner, LatentBlend blend) : inner_(inner), blend_(std::move(blend)) {}
 
   Tensor denoise(Context& ctx, const Tensor& x, float sigma) const override;
-  Tensor eps(Context& ctx, const Tensor& x_t, float t) const override;
   const NoiseSchedule& noise_schedule() const override { return inner_.noise_schedule(); }
-  const DiscreteSchedule& training_schedule() const override { return inner_.training_schedule(); }
+  ModelSampling model_sampling() const override { return inner_.model_sampling(); }
+  const TimestepModel* timesteps() const override { return inner_.timesteps() ? this : nullptr; }
+  Tensor eps(Context& ctx, const Tensor& x_t, float t) const override;
+  const DiscreteSchedule& training_schedule() const override { return inner_.timesteps()->training_schedule(); }
 
  private:
   const Denoiser& inner_;

@@ -126,7 +126,15 @@ std::vector<float> plan_sigmas(SamplerChoice choice, const Denoiser& model, int 
   return sigmas;
 }
 
-std::vector<int> a1111_timesteps(const Denoiser& model, int steps) {
+// The model's view for the timestep samplers; a model without one (flow matching) is refused.
+const TimestepModel& timestep_model(SamplerChoice choice, const Denoiser& model) {
+  const TimestepModel* t = model.timesteps();
+  EASEL_CHECK(t, sampler_name(choice.sampler), " walks the timesteps of a DDPM-trained model, and this model has none; "
+              "use a k-diffusion sampler such as Euler");
+  return *t;
+}
+
+std::vector<int> a1111_timesteps(const TimestepModel& model, int steps) {
   EASEL_CHECK(steps >= 1 && steps <= 1000, "timestep samplers take 1 to 1000 steps, got ", steps);
   const int last = model.training_schedule().size() - 1;
   std::vector<int> ts;
@@ -156,10 +164,15 @@ int Plan::steps() const {
 Plan plan_txt2img(SamplerChoice choice, const Denoiser& model, int steps) {
   Plan p;
   p.sampler = choice.sampler;
-  p.training = &model.training_schedule();
-  if (sampler_info(choice.sampler).timesteps) p.timesteps = a1111_timesteps(model, steps);
-  else p.sigmas = plan_sigmas(choice, model, steps);
-  if (!p.sigmas.empty()) set_table_range(p, p.sigmas);
+  p.model_sampling = model.model_sampling();
+  if (sampler_info(choice.sampler).timesteps) {
+    const TimestepModel& tm = timestep_model(choice, model);
+    p.training = &tm.training_schedule();
+    p.timesteps = a1111_timesteps(tm, steps);
+  } else {
+    p.sigmas = plan_sigmas(choice, model, steps);
+    if (!p.sigmas.empty()) set_table_range(p, p.sigmas);
+  }
   return p;
 }
 
@@ -167,10 +180,12 @@ Plan plan_img2img(SamplerChoice choice, const Denoiser& model, int steps, float 
   EASEL_CHECK(strength > 0.0f && strength <= 1.0f, "img2img strength must be in (0, 1], got ", strength);
   Plan p;
   p.sampler = choice.sampler;
-  p.training = &model.training_schedule();
+  p.model_sampling = model.model_sampling();
   const int t_enc = t_enc_of(steps, strength);
   if (sampler_info(choice.sampler).timesteps) {
-    const std::vector<int> all = a1111_timesteps(model, steps);
+    const TimestepModel& tm = timestep_model(choice, model);
+    p.training = &tm.training_schedule();
+    const std::vector<int> all = a1111_timesteps(tm, steps);
     EASEL_CHECK(t_enc >= 1 && t_enc < static_cast<int>(all.size()), "img2img: strength ", strength, " with ", steps,
                 " steps leaves no step to run");
     p.timesteps.assign(all.begin(), all.begin() + t_enc);
@@ -187,13 +202,13 @@ Plan plan_img2img(SamplerChoice choice, const Denoiser& model, int steps, float 
 
 Tensor Plan::start(Context& ctx, const Tensor& noise, const Tensor& init) const {
   const bool ts = sampler_info(sampler).timesteps;
-  if (!init.defined()) return ts ? noise : ops::affine(ctx, noise, sigmas.at(0), 0.0f);
-  EASEL_CHECK(init.shape() == noise.shape(), "img2img: init latent ", init.describe(), " and noise ",
-              noise.describe(), " differ in shape");
+  if (!init.defined()) return ts ? noise : model_sampling.noise_scaling(ctx, sigmas.at(0), noise);
   if (!ts) {
     EASEL_CHECK(img2img_sigma >= 0, "Plan::start: an init latent needs a plan from plan_img2img");
-    return xpay(ctx, init, img2img_sigma, noise);
+    return model_sampling.noise_scaling(ctx, img2img_sigma, noise, init);
   }
+  EASEL_CHECK(init.shape() == noise.shape(), "img2img: init latent ", init.describe(), " and noise ",
+              noise.describe(), " differ in shape");
   EASEL_CHECK(img2img_timestep >= 0 && training, "Plan::start: an init latent needs a plan from plan_img2img");
   const float a = training->alphas_cumprod().at(img2img_timestep);
   return axpby(ctx, std::sqrt(a), init, std::sqrt(1.0f - a), noise);
@@ -535,17 +550,18 @@ Result<Tensor> sample(Context& ctx, const Plan& plan, const Denoiser& model, Ten
                       const SamplerOptions& options, const StepCallback& on_step) {
   const SamplerInfo& info = sampler_info(plan.sampler);
   const double eta = std::isnan(options.eta) ? info.default_eta : options.eta;
-  const detail::Steps steps{ctx, plan.steps(), on_step};
+  const detail::Steps steps{ctx, plan.steps(), on_step, options.stop_early};
   if (plan.sampler == SamplerKind::UniPC && plan.steps() < 3)
     return Error(cat("UniPC (order 3) needs at least 3 steps, the plan has ", plan.steps()));
   if (plan.sampler == SamplerKind::Lcm && !dynamic_cast<const LcmDenoiser*>(&model))
     return Error("the LCM sampler needs an LcmDenoiser (A1111's LCM model wrapper)");
   try {
     if (info.timesteps) {
+      const TimestepModel& tm = timestep_model({plan.sampler}, model);
       switch (plan.sampler) {
-        case SamplerKind::Ddim: return detail::sample_ddim(ctx, plan, model, std::move(x), noise, static_cast<float>(eta), steps);
-        case SamplerKind::Plms: return detail::sample_plms(ctx, plan, model, std::move(x), steps);
-        default: return detail::sample_unipc(ctx, plan, model, std::move(x), steps);
+        case SamplerKind::Ddim: return detail::sample_ddim(ctx, plan, tm, std::move(x), noise, static_cast<float>(eta), steps);
+        case SamplerKind::Plms: return detail::sample_plms(ctx, plan, tm, std::move(x), steps);
+        default: return detail::sample_unipc(ctx, plan, tm, std::move(x), steps);
       }
     }
     const KArgs a{ctx, model, plan.sigmas, noise, eta, options.s_noise, options, steps};

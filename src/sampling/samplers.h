@@ -72,16 +72,20 @@ struct Plan {
   float img2img_sigma = -1.0f;
   int img2img_timestep = -1;
   const DiscreteSchedule* training = nullptr;  // alphas_cumprod for the timestep samplers' start
+  ModelSampling model_sampling;                // how noise enters the latent for the k samplers' start
   // k samplers: the positive range of the whole planned table, before an img2img cut (A1111 spans
   // its SDE samplers' Brownian tree over it).
   float table_sigma_min = 0.0f, table_sigma_max = 0.0f;
 
   int steps() const;  // the number of sampler steps (StepInfo::steps)
   // The x the sampler starts from: noise * sigma_max (k samplers) or noise (timestep samplers) for
-  // txt2img; with init, A1111's img2img noising (init + noise * sigma, or the DDPM q(x_t | x_0)).
+  // txt2img; with init, A1111's img2img noising: the model's noise scaling at the plan's first sigma
+  // (eps / v: init + noise * sigma; flow: sigma * noise + (1 - sigma) * init), or the DDPM
+  // q(x_t | x_0) of the timestep samplers.
   Tensor start(Context& ctx, const Tensor& noise, const Tensor& init = {}) const;
 };
-// KDiffusionSampler.get_sigmas / CompVisSampler.get_timesteps for txt2img.
+// KDiffusionSampler.get_sigmas / CompVisSampler.get_timesteps for txt2img. A timestep sampler
+// (DDIM, PLMS, UniPC) on a model without Denoiser::timesteps() throws an Exception naming it.
 Plan plan_txt2img(SamplerChoice choice, const Denoiser& model, int steps);
 // sample_img2img: t_enc = int(min(strength, 0.999) * steps) steps of the txt2img table's tail
 // (A1111 with img2img_fix_steps off).
@@ -113,6 +117,9 @@ struct SamplerOptions {
   // The noise sampler of the samplers with SamplerInfo::brownian_noise. Null: they draw from the
   // NoiseSource like the others (k-diffusion's default_noise_sampler, the samplers set's order).
   IntervalNoise* interval_noise = nullptr;
+  // Asked after every step: true ends sampling there, and sample() returns that step's x0 estimate
+  // (how A1111's interrupt and skip end a batch early; the policy is the caller's).
+  std::function<bool()> stop_early;
 };
 
 struct StepInfo {
@@ -124,7 +131,7 @@ struct StepInfo {
 using StepCallback = std::function<void(const StepInfo&)>;
 
 // Runs the plan from x. Reports progress ("sample", step, steps) on ctx and stops with an error
-// when ctx is cancelled; on interrupt or skip (ctx) it returns the last step's x0 estimate.
+// when ctx is cancelled; when options.stop_early says so, it returns the last step's x0 estimate.
 Result<Tensor> sample(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, NoiseSource& noise,
                       const SamplerOptions& options = {}, const StepCallback& on_step = {});
 

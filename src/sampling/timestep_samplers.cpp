@@ -21,7 +21,7 @@ DdimStep ddim_step(Context& ctx, const Tensor& x, const Tensor& e_t, float a_t, 
 }
 }  // namespace
 
-Tensor sample_ddim(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, NoiseSource& noise, float eta,
+Tensor sample_ddim(Context& ctx, const Plan& plan, const TimestepModel& model, Tensor x, NoiseSource& noise, float eta,
                    const Steps& steps) {
   const auto& ac = model.training_schedule().alphas_cumprod();
   const auto& ts = plan.timesteps;
@@ -42,7 +42,7 @@ Tensor sample_ddim(Context& ctx, const Plan& plan, const Denoiser& model, Tensor
   return x;
 }
 
-Tensor sample_plms(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, const Steps& steps) {
+Tensor sample_plms(Context& ctx, const Plan& plan, const TimestepModel& model, Tensor x, const Steps& steps) {
   const auto& ac = model.training_schedule().alphas_cumprod();
   const auto& ts = plan.timesteps;
   const int n = static_cast<int>(ts.size());
@@ -135,7 +135,7 @@ std::vector<double> solve(std::vector<std::vector<double>> A, std::vector<double
 
 struct UniPC {
   Context& ctx;
-  const Denoiser& model;
+  const TimestepModel& model;
   VpSchedule ns;
 
   // data prediction: x0 = (x - sigma_t * eps) / alpha_t, the model asked at (t - 1/N) * 1000
@@ -209,7 +209,7 @@ struct UniPC {
 
 }  // namespace
 
-Tensor sample_unipc(Context& ctx, const Plan& plan, const Denoiser& model, Tensor x, const Steps& steps) {
+Tensor sample_unipc(Context& ctx, const Plan& plan, const TimestepModel& model, Tensor x, const Steps& steps) {
   const int order = 3, n = plan.steps();
   UniPC u{ctx, model, VpSchedule(model.training_schedule())};
   const std::vector<float> ts = linspace_f32(plan.unipc_t_start, 1.0f / static_cast<float>(u.ns.size()), n + 1);

@@ -111,6 +111,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   ValidationErrors errors;
   GenerationParams p = parse_a1111_request(job.request, img2img, errors).params;
   if (!errors.empty()) throw std::runtime_error(errors.detail.dump());
+  GenerationInputs inputs;
   if (img2img) {
     // Uploads by the ids the server gave them (job_files.h); a request naming anything else, such
     // as one queued by an older easel that stored paths, finds nothing.
@@ -120,11 +121,13 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
       std::error_code ec;
       if (!path || !fs::is_regular_file(*path, ec))
         throw std::runtime_error(cat("img2img: the job's uploaded ", what, " is missing; submit the request again"));
-      return path->string();
+      auto image = read_image(*path);
+      if (!image.ok()) throw std::runtime_error(cat("img2img: the job's uploaded ", what, " cannot be read; submit the request again"));
+      return std::move(*image);
     };
     if (uploads.init_images.empty()) throw std::runtime_error("img2img: the job has no init image; submit the request again");
-    p.init_image = upload(uploads.init_images[0], "init image");
-    if (!uploads.mask.empty()) p.mask = upload(uploads.mask, "mask");
+    inputs.init_image = upload(uploads.init_images[0], "init image");
+    if (!uploads.mask.empty()) inputs.mask = upload(uploads.mask, "mask");
   }
   const StableDiffusion& sd = model_for(requested_checkpoint(job.request));
 
@@ -134,8 +137,6 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   progress.stage = "text";
   control.report(progress);
   ctx.cancel_flag = &control.cancel;
-  ctx.interrupt_flag = &control.interrupt;
-  ctx.skip_flag = &control.skip;
   ctx.on_progress = [&](const Progress& pr) {
     if (pr.stage == "sample") {
       progress.stage = "sample";
@@ -153,7 +154,9 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> sampling_start;
   Clock::duration preview_time{};
-  const sampling::StepCallback on_step = [&](const sampling::StepInfo& s) {
+  GenerationCallbacks callbacks;
+  callbacks.control = {&control.interrupt, &control.skip};
+  callbacks.on_step = [&](const sampling::StepInfo& s) {
     const Clock::time_point now = Clock::now();
     if (!sampling_start) sampling_start = now;
     if (!previews || !s.denoised.defined() || (s.step + 1) % preview_every != 0) return;
@@ -183,7 +186,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   fs::create_directories(day);
   nlohmann::json images = nlohmann::json::array(), infotexts = nlohmann::json::array(),
                  seeds = nlohmann::json::array(), subseeds = nlohmann::json::array();
-  auto result = sd.generate(ctx, p, [&](const GeneratedImage& image) {
+  callbacks.on_image = [&](const GeneratedImage& image) {
     const fs::path file = day / cat(job.id, "-", images.size(), ".png");
     const std::string name = fs::relative(file, options_.outputs_dir).generic_string();
     if (Status s = write_image(file, image.image); !s.ok()) {
@@ -198,7 +201,8 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     subseeds.push_back(image.subseed);
     ++progress.image;
     control.report(progress);
-  }, on_step);
+  };
+  auto result = sd.generate(ctx, p, inputs, callbacks);
   if (!result.ok()) throw std::runtime_error(result.error().message());
 
   // A1111's `info` (processing.py Processed.js()).
