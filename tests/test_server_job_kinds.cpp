@@ -48,8 +48,8 @@ class EchoRunner : public server::JobRunner {
   }
 };
 
-json image_request(const std::string& prompt, int steps = 2, int size = 32) {
-  return {{"prompt", prompt}, {"steps", steps}, {"width", size}, {"height", size}, {"seed", 5}, {"sampler_name", "Euler"}};
+json image_request(const std::string& prompt) {
+  return {{"prompt", prompt}, {"steps", 2}, {"width", 32}, {"height", 32}, {"seed", 5}, {"sampler_name", "Euler"}};
 }
 
 class JobKindsServer : public ::testing::Test {
@@ -114,7 +114,8 @@ Deltas deltas_of(const std::vector<json>& messages, const std::string& id) {
 void both_kinds_through_one_stream(JobKindsServer& t, EventClient& events) {
   ASSERT_TRUE(events.wait_for([](const std::vector<json>& ms) { return !ms.empty(); }));
   // An image job holds the executor while the others queue behind it.
-  const std::string image_running = t.submit("txt2img", image_request("held", 500, 256));
+  const std::string image_running =
+      t.submit("txt2img", {{"prompt", "held"}, {"steps", 500}, {"batch_size", 4}, {"width", 256}, {"height", 256}});
   t.wait_state(image_running, "running");
   const std::string echo_queued = t.submit("test.echo", {{"steps", 3}});
   const std::string echo_running = t.submit("test.echo", {{"steps", 100000}, {"step_ms", 2}});
