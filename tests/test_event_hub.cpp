@@ -20,6 +20,7 @@ using namespace server;
 // Finishes every job at once.
 class InstantRunner : public JobRunner {
  public:
+  std::vector<std::string> kinds() const override { return {"txt2img"}; }
   json run(const Job&, JobControl& control) override {
     JobProgress p;
     p.steps = 1;
@@ -36,6 +37,7 @@ class SteppingRunner : public JobRunner {
  public:
   SteppingRunner(int steps, int repeats, std::chrono::microseconds step_time)
       : steps_(steps), repeats_(repeats), step_time_(step_time) {}
+  std::vector<std::string> kinds() const override { return {"txt2img"}; }
   json run(const Job&, JobControl& control) override {
     JobProgress p;
     p.stage = "text";
@@ -56,6 +58,26 @@ class SteppingRunner : public JobRunner {
 
  private:
   const int steps_, repeats_;
+  const std::chrono::microseconds step_time_;
+};
+
+// A token job: `steps` text deltas ("0 ", "1 ", ...), `step_time` apart.
+class TokenRunner : public JobRunner {
+ public:
+  TokenRunner(int steps, std::chrono::microseconds step_time) : steps_(steps), step_time_(step_time) {}
+  std::vector<std::string> kinds() const override { return {"test.tokens"}; }
+  json run(const Job&, JobControl& control) override {
+    std::string text;
+    for (int i = 0; i < steps_; ++i) {
+      text += std::to_string(i) + " ";
+      control.text(std::to_string(i) + " ");
+      if (step_time_.count()) std::this_thread::sleep_for(step_time_);
+    }
+    return {{"text", text}};
+  }
+
+ private:
+  const int steps_;
   const std::chrono::microseconds step_time_;
 };
 
@@ -91,7 +113,8 @@ TEST(MessageStream, DropsAClientThatFallsTooFarBehind) {
 
 TEST(EventHub, StreamsJobChangesAndDropsSlowClients) {
   InstantRunner runner;
-  JobQueue queue(runner);
+  JobQueue queue;
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   EventHub hub(queue, {.ping_every = std::chrono::milliseconds(20)});
   auto reader = hub.subscribe();
   auto stalled = hub.subscribe();  // never read
@@ -165,7 +188,8 @@ TEST(MessageStream, UpdatesReplaceTheirUnsentPredecessorInPlace) {
 TEST(EventHub, SendsAtMostOneEventPerStepAndNoRepeats) {
   // Six identical reports per step, a step every 2 ms: without coalescing, 6 events per step.
   SteppingRunner runner(200, 6, std::chrono::microseconds(2000));
-  JobQueue queue(runner);
+  JobQueue queue;
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   EventHub hub(queue, {.progress_every = std::chrono::milliseconds(20)});
   auto reader = hub.subscribe();
   ASSERT_TRUE(queue.start().ok());
@@ -196,7 +220,8 @@ TEST(EventHub, SendsAtMostOneEventPerStepAndNoRepeats) {
 TEST(EventHub, AClientThatReadsNothingGetsTheStateChangesAndTheLatestState) {
   // 3000 steps as fast as they come, 3 reports each: 9000 reports, over a stream's 4096.
   SteppingRunner runner(3000, 3, std::chrono::microseconds(0));
-  JobQueue queue(runner);
+  JobQueue queue;
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   EventHub hub(queue, {.progress_every = std::chrono::milliseconds(0)});  // every report is due at once
   auto stalled = hub.subscribe();
   ASSERT_TRUE(queue.start().ok());
@@ -225,7 +250,8 @@ TEST(EventHub, AClientThatReadsNothingGetsTheStateChangesAndTheLatestState) {
 
 TEST(EventHub, ANewClientStartsFromWhatTheOthersWereLastSent) {
   SteppingRunner runner(300, 1, std::chrono::microseconds(1000));
-  JobQueue queue(runner);
+  JobQueue queue;
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   EventHub hub(queue, {.progress_every = std::chrono::milliseconds(5), .min_round_gap = std::chrono::milliseconds(5)});
   ASSERT_TRUE(queue.start().ok());
   const std::string first = queue.submit("txt2img", json::object()).value();
@@ -265,7 +291,8 @@ namespace {
 // rounds reach each client as one message each, and every client still ends with every job done.
 TEST(EventHub, WithManyClientsARoundCarriesEachJobsLatestChange) {
   InstantRunner runner;
-  JobQueue queue(runner);
+  JobQueue queue;
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   EventHub hub(queue, {.min_round_gap = std::chrono::milliseconds(50), .every_change_up_to_clients = 8});
   std::vector<std::shared_ptr<MessageStream>> clients;
   for (int i = 0; i < 20; ++i) clients.push_back(hub.subscribe());
@@ -290,6 +317,53 @@ TEST(EventHub, WithManyClientsARoundCarriesEachJobsLatestChange) {
   }
   queue.stop();
   hub.stop();
+}
+
+}  // namespace
+}  // namespace easel
+
+namespace easel {
+namespace {
+
+// Text deltas are never coalesced away: with few clients (every change) and with many (a round
+// joins a job's deltas into one), each client gets the job's whole text, in order, before its "done".
+TEST(EventHub, EveryClientGetsEveryDeltaBeforeTheJobEnds) {
+  for (const size_t every_change_up_to : {size_t(32), size_t(1)}) {
+    TokenRunner runner(300, std::chrono::microseconds(0));  // tokens faster than rounds
+    JobQueue queue;
+    ASSERT_TRUE(queue.add_runner(runner).ok());
+    EventHub hub(queue, {.min_round_gap = std::chrono::milliseconds(5), .every_change_up_to_clients = every_change_up_to});
+    std::vector<std::shared_ptr<MessageStream>> clients;
+    for (int i = 0; i < 3; ++i) clients.push_back(hub.subscribe());
+    ASSERT_TRUE(queue.start().ok());
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(queue.submit("test.tokens", json::object()).value());
+    for (const auto& id : ids) ASSERT_TRUE(wait_done(queue, id));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::string expected;
+    for (int i = 0; i < 300; ++i) expected += std::to_string(i) + " ";
+    for (auto& client : clients) {
+      std::map<std::string, std::string> text;
+      std::map<std::string, bool> ended, after_end;
+      size_t deltas = 0;
+      for (const auto& m : drain(*client)) {
+        if (m["type"] == "delta") {
+          ++deltas;
+          text[m["job"]] += m["text"].get<std::string>();
+          if (ended[m["job"]]) after_end[m["job"]] = true;
+        }
+        if (m["type"] == "job" && m["job"]["state"] == "done") ended[m["job"]["id"]] = true;
+      }
+      for (const auto& id : ids) {
+        EXPECT_EQ(text[id], expected) << id << " with " << every_change_up_to;
+        EXPECT_TRUE(ended[id]) << id;
+        EXPECT_FALSE(after_end[id]) << "a delta of " << id << " came after its end";
+      }
+      EXPECT_LT(deltas, 3u * 300) << "deltas within a round are joined";
+    }
+    queue.stop();
+    hub.stop();
+  }
 }
 
 }  // namespace

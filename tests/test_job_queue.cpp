@@ -1,5 +1,5 @@
 // The job queue on its own: what cancel did, a job whose first save fails is refused rather than
-// run and forgotten, and memory holds only unfinished and a few recent jobs while the history
+// run and forgotten, a kind no runner runs is refused, and memory holds only unfinished and a few recent jobs while the history
 // (list, get, search) comes whole from the store, across a restart too.
 #include <gtest/gtest.h>
 
@@ -22,6 +22,7 @@ using namespace server;
 // Runs until cancelled when the request says {"hold": true}; else finishes at once.
 class HoldingRunner : public JobRunner {
  public:
+  std::vector<std::string> kinds() const override { return {"txt2img"}; }
   json run(const Job& job, JobControl& control) override {
     if (job.request.value("hold", false)) {
       started = true;
@@ -51,7 +52,8 @@ bool wait_state(JobQueue& queue, const std::string& id, JobState state) {
 
 TEST(JobQueue, CancelSaysWhatItDid) {
   HoldingRunner runner;
-  JobQueue queue(runner);
+  JobQueue queue;
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   ASSERT_TRUE(queue.start().ok());
   const std::string running = queue.submit("txt2img", {{"hold", true}}).value();
   ASSERT_TRUE(wait_state(queue, running, JobState::Running));
@@ -71,7 +73,8 @@ TEST(JobQueue, CancelSaysWhatItDid) {
 TEST(JobQueue, AJobThatCannotBeSavedIsNotQueued) {
   HoldingRunner runner;
   FailingStore store;
-  JobQueue queue(runner, &store);
+  JobQueue queue(&store);
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   ASSERT_TRUE(queue.start().ok());
   bool finished = false;
   const auto id = queue.submit("txt2img", json::object(), 0, [&](const Job&) { finished = true; });
@@ -86,6 +89,27 @@ TEST(JobQueue, AJobThatCannotBeSavedIsNotQueued) {
   queue.stop();
 }
 
+TEST(JobQueue, RefusesAKindNoRunnerRuns) {
+  HoldingRunner runner;
+  MemoryJobStore store;
+  JobQueue queue(&store);
+  ASSERT_TRUE(queue.add_runner(runner).ok());
+  HoldingRunner rival;
+  const Status twice = queue.add_runner(rival);
+  ASSERT_FALSE(twice.ok()) << "two runners for one kind";
+  EXPECT_NE(twice.error().message().find("'txt2img'"), std::string::npos) << twice.error().message();
+  ASSERT_TRUE(queue.start().ok());
+  EXPECT_TRUE(queue.runs("txt2img"));
+  EXPECT_FALSE(queue.runs("chat"));
+  const auto id = queue.submit("chat", json::object());
+  ASSERT_FALSE(id.ok()) << "a job no runner runs would wait for ever";
+  EXPECT_NE(id.error().message().find("no runner for jobs of kind 'chat'; this server runs txt2img"), std::string::npos)
+      << id.error().message();
+  EXPECT_TRUE(queue.active().empty());
+  EXPECT_EQ(store.query({}).value().total, 0u) << "nothing saved";
+  queue.stop();
+}
+
 TEST(JobQueue, MemoryHoldsABoundedHistoryTheStoreHoldsAll) {
   const fs::path dir = fs::temp_directory_path() / ("easel_queue_" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -95,7 +119,8 @@ TEST(JobQueue, MemoryHoldsABoundedHistoryTheStoreHoldsAll) {
     auto store = SqliteJobStore::open(dir);
     ASSERT_TRUE(store.ok()) << store.error().message();
     HoldingRunner runner;
-    JobQueue queue(runner, store->get());
+    JobQueue queue(store->get());
+    ASSERT_TRUE(queue.add_runner(runner).ok());
     ASSERT_TRUE(queue.start().ok());
     for (size_t i = 0; i < n; ++i)
       ids.push_back(queue.submit("txt2img", {{"prompt", i % 2 ? "odd cat" : "even dog"}}).value());
@@ -116,7 +141,8 @@ TEST(JobQueue, MemoryHoldsABoundedHistoryTheStoreHoldsAll) {
   auto store = SqliteJobStore::open(dir);
   ASSERT_TRUE(store.ok());
   HoldingRunner runner;
-  JobQueue queue(runner, store->get());
+  JobQueue queue(store->get());
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   ASSERT_TRUE(queue.start().ok());
   EXPECT_EQ(queue.jobs_in_memory(), 0u);
   EXPECT_EQ(queue.query({.limit = 1})->total, n);
@@ -136,7 +162,8 @@ TEST(JobQueue, MemoryHoldsABoundedHistoryTheStoreHoldsAll) {
 
 TEST(JobQueue, ListsMergeTheLiveProgressOfUnfinishedJobs) {
   HoldingRunner runner;
-  JobQueue queue(runner);  // no store given: a bounded one in memory
+  JobQueue queue;  // no store given: a bounded one in memory
+  ASSERT_TRUE(queue.add_runner(runner).ok());
   ASSERT_TRUE(queue.start().ok());
   const std::string running = queue.submit("txt2img", {{"hold", true}}).value();
   ASSERT_TRUE(wait_state(queue, running, JobState::Running));

@@ -9,11 +9,11 @@ namespace easel::server {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-JobEvent job_event_of(const Job& job) {
+JobSnapshot snapshot_of(const Job& job) {
   return {job.id, job.kind, job.state, job.priority, job.seq, job.progress, job.error};
 }
 
-json job_event(const JobEvent& job) {
+json job_message(const JobSnapshot& job) {
   const JobProgress& p = job.progress;
   json j = {{"id", job.id},
             {"kind", job.kind},
@@ -30,8 +30,9 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 }  // namespace
 
-EventHub::EventHub(JobQueue& queue, EventHubOptions options) : options_(options) {
-  queue.add_listener([this](const Job& job) { on_job(job); });
+EventHub::EventHub(JobQueue& queue, EventHubOptions options, PreviewStore* previews)
+    : options_(options), previews_(previews) {
+  queue.add_listener([this](const Job& job, const JobEvent& event) { on_job(job, event); });
   dispatcher_ = std::thread([this] { dispatch_loop(); });
 }
 
@@ -54,43 +55,72 @@ void EventHub::stop() {
   for (auto& c : clients) c.stream->close();
 }
 
-// On the executor (progress, running, done) or an HTTP thread (queued, cancelled): a few map
-// operations and at most a wake-up, whatever the number of clients.
-void EventHub::on_job(const Job& job) {
+// On the executor (progress, deltas, previews, running, done) or an HTTP thread (queued,
+// cancelled): a few map operations and at most a wake-up, whatever the number of clients.
+void EventHub::on_job(const Job& job, const JobEvent& event) {
+  if (const auto* preview = std::get_if<PreviewPtr>(&event)) return on_preview(*preview);
   bool wake = true;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
-    const auto it = tracked_.find(job.id);
-    if (it == tracked_.end() || it->second.state != job.state) {
-      if (it != tracked_.end()) {
-        if (it->second.state == JobState::Queued) --queue_state_.queued;
-        if (it->second.state == JobState::Running && queue_state_.running == job.id) queue_state_.running.clear();
-      }
-      if (job.state == JobState::Queued) ++queue_state_.queued;
-      if (job.state == JobState::Running) queue_state_.running = job.id;
-      if (is_finished(job.state)) {
-        if (it != tracked_.end()) tracked_.erase(it);
-        progress_sent_.erase(job.id);
-      } else {
-        tracked_[job.id] = {job.state, job.progress.stage};
-      }
-      progress_.erase(job.id);  // older than this change
-      changes_.push_back({job_event_of(job), queue_state_});
-    } else if (it->second.stage != job.progress.stage) {
-      it->second.stage = job.progress.stage;
-      progress_.erase(job.id);
-      changes_.push_back({job_event_of(job), std::nullopt});
+    if (const auto* delta = std::get_if<TextDelta>(&event)) {
+      if (delta->text.empty()) return;
+      auto [pending, added] = deltas_.try_emplace(job.id);
+      pending->second += delta->text;
+      wake = added;  // text already waiting is sent with it
     } else {
-      auto [pending, added] = progress_.insert_or_assign(job.id, job_event_of(job));
-      // A step already waiting for its turn is just replaced: the dispatcher knows when to come.
-      wake = added;
+      wake = on_change_locked(job);
     }
   }
   if (wake) wake_.notify_one();
 }
 
-void EventHub::publish_preview(std::shared_ptr<const Preview> preview) {
+void EventHub::flush_delta_locked(const std::string& id) {
+  const auto it = deltas_.find(id);
+  if (it == deltas_.end()) return;
+  Change change;
+  change.job.id = id;
+  change.delta = std::move(it->second);
+  deltas_.erase(it);
+  changes_.push_back(std::move(change));
+}
+
+bool EventHub::on_change_locked(const Job& job) {
+  const auto it = tracked_.find(job.id);
+  if (it == tracked_.end() || it->second.state != job.state) {
+    flush_delta_locked(job.id);  // the text it sent comes before its next state
+    if (it != tracked_.end()) {
+      if (it->second.state == JobState::Queued) --queue_state_.queued;
+      if (it->second.state == JobState::Running && queue_state_.running == job.id) queue_state_.running.clear();
+    }
+    if (job.state == JobState::Queued) ++queue_state_.queued;
+    if (job.state == JobState::Running) queue_state_.running = job.id;
+    if (is_finished(job.state)) {
+      if (it != tracked_.end()) tracked_.erase(it);
+      progress_sent_.erase(job.id);
+    } else {
+      tracked_[job.id] = {job.state, job.progress.stage};
+    }
+    progress_.erase(job.id);  // older than this change
+    changes_.push_back({snapshot_of(job), queue_state_, std::nullopt});
+  } else if (it->second.stage != job.progress.stage) {
+    flush_delta_locked(job.id);
+    it->second.stage = job.progress.stage;
+    progress_.erase(job.id);
+    changes_.push_back({snapshot_of(job), std::nullopt, std::nullopt});
+  } else {
+    auto [pending, added] = progress_.insert_or_assign(job.id, snapshot_of(job));
+    // A step already waiting for its turn is just replaced: the dispatcher knows when to come.
+    return added;
+  }
+  return true;
+}
+
+// Stored before it is announced: a client told of it can fetch it at once. A newer preview
+// replaces one the dispatcher has not sent yet (previews are sent at most every
+// `progress_every`; every one still reaches the PreviewStore).
+void EventHub::on_preview(PreviewPtr preview) {
+  if (previews_) previews_->put(preview);
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
@@ -101,6 +131,7 @@ void EventHub::publish_preview(std::shared_ptr<const Preview> preview) {
 
 std::optional<Clock::time_point> EventHub::next_due_locked() const {
   std::optional<Clock::time_point> due;
+  if (!deltas_.empty()) return Clock::time_point{};
   for (const auto& [id, event] : progress_) {
     const auto sent = progress_sent_.find(id);
     const Clock::time_point t = sent == progress_sent_.end() ? Clock::time_point{} : sent->second + options_.progress_every;
@@ -119,7 +150,15 @@ EventHub::Batch EventHub::take_locked(Clock::time_point now) {
   changes_.clear();
   // A job's state or stage change counts as its latest news: its steps wait their turn after it.
   for (const Change& change : batch.changes)
-    if (tracked_.count(change.job.id)) progress_sent_[change.job.id] = now;
+    if (!change.delta && tracked_.count(change.job.id)) progress_sent_[change.job.id] = now;
+  // Text that came since the job's last change goes out now, after it.
+  for (auto& [id, text] : deltas_) {
+    Change change;
+    change.job.id = id;
+    change.delta = std::move(text);
+    batch.changes.push_back(std::move(change));
+  }
+  deltas_.clear();
   for (auto it = progress_.begin(); it != progress_.end();) {
     auto sent = progress_sent_.find(it->first);
     if (sent != progress_sent_.end() && now < sent->second + options_.progress_every) {
@@ -179,10 +218,10 @@ size_t EventHub::send(const Batch& batch) {
   using Kind = MessageStream::Outgoing::Kind;
   std::lock_guard lock(clients_mutex_);
   std::vector<MessageStream::Outgoing> out;
-  auto add_job = [&](const JobEvent& event, Kind kind) {
+  auto add_job = [&](const JobSnapshot& event, Kind kind) {
     const auto previous = sent_.find(event.id);
     if (previous != sent_.end() && previous->second == event) return;  // nothing new to say
-    out.push_back({kind, event.id, dump(job_event(event))});
+    out.push_back({kind, event.id, dump(job_message(event))});
     if (is_finished(event.state)) sent_.erase(event.id);
     else sent_[event.id] = event;
   };
@@ -191,28 +230,52 @@ size_t EventHub::send(const Batch& batch) {
     sent_queue_ = queue;
     out.push_back({Kind::Plain, "", queue_message(sent_queue_)});
   };
+  const auto add_delta = [&](const std::string& id, const std::string& text) {
+    out.push_back({Kind::Change, id, dump({{"type", "delta"}, {"job", id}, {"text", text}})});
+  };
   if (clients_.size() <= options_.every_change_up_to_clients) {
     for (const Change& change : batch.changes) {
+      if (change.delta) {
+        add_delta(change.job.id, *change.delta);
+        continue;
+      }
       add_job(change.job, Kind::Change);
       if (change.queue) add_queue(*change.queue);
     }
   } else {
     // Many clients: within a round only each job's latest change is sent, and the queue's latest
     // count. A job that went queued -> running -> done between two rounds is one message, not
-    // six, to each of hundreds of clients (a WebSocket message is a write of its own).
-    std::vector<const Change*> latest;
+    // six, to each of hundreds of clients (a WebSocket message is a write of its own). Its text
+    // deltas of the round are joined into one, sent before its change when that one ends the
+    // job, else after it (a job only writes text while it runs).
+    struct Latest {
+      std::string id;
+      const Change* change = nullptr;  // none when the job only wrote text this round
+      std::string text;
+    };
+    std::vector<Latest> latest;
     std::map<std::string, size_t> position;
     const QueueState* queue = nullptr;
     for (const Change& change : batch.changes) {
-      if (change.queue) queue = &*change.queue;
       const auto [it, added] = position.emplace(change.job.id, latest.size());
-      if (added) latest.push_back(&change);
-      else latest[it->second] = &change;
+      if (added) latest.push_back({change.job.id});
+      Latest& job = latest[it->second];
+      if (change.delta) {
+        job.text += *change.delta;
+        continue;
+      }
+      if (change.queue) queue = &*change.queue;
+      job.change = &change;
     }
-    for (const Change* change : latest) add_job(change->job, Kind::Change);
+    for (const Latest& job : latest) {
+      const bool ends = job.change && is_finished(job.change->job.state);
+      if (!job.text.empty() && (!job.change || ends)) add_delta(job.id, job.text);
+      if (job.change) add_job(job.change->job, Kind::Change);
+      if (!job.text.empty() && job.change && !ends) add_delta(job.id, job.text);
+    }
     if (queue) add_queue(*queue);
   }
-  for (const JobEvent& event : batch.progress) add_job(event, Kind::Update);
+  for (const JobSnapshot& event : batch.progress) add_job(event, Kind::Update);
   bool binary = false;
   if (const auto& p = batch.preview) {
     // One running job at a time: a slow client's unsent preview is replaced by the newer one.
@@ -249,10 +312,10 @@ std::shared_ptr<MessageStream> EventHub::subscribe(bool binary_previews) {
     return stream;
   }
   stream->push(queue_message(sent_queue_));
-  std::vector<const JobEvent*> unfinished;
+  std::vector<const JobSnapshot*> unfinished;
   for (const auto& [id, event] : sent_) unfinished.push_back(&event);
-  std::sort(unfinished.begin(), unfinished.end(), [](const JobEvent* a, const JobEvent* b) { return a->seq < b->seq; });
-  for (const JobEvent* event : unfinished) stream->push_change(event->id, dump(job_event(*event)));
+  std::sort(unfinished.begin(), unfinished.end(), [](const JobSnapshot* a, const JobSnapshot* b) { return a->seq < b->seq; });
+  for (const JobSnapshot* event : unfinished) stream->push_change(event->id, dump(job_message(*event)));
   clients_.push_back({stream, binary_previews});
   return stream;
 }

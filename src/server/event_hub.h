@@ -4,7 +4,13 @@
 // state changes are followed by {"type": "queue", "queued": n, "running": id|null}, and every
 // client gets {"type": "ping", "time_ms": t} on a timer so proxies and clients see it alive.
 // Each live preview (previews.h) becomes {"type": "preview", "job": id, "seq": n, ...} for every
-// client, followed by the image as a binary frame for the WebSocket clients that asked for them.
+// client, followed by the image as a binary frame for the WebSocket clients that asked for them;
+// the hub keeps it in the PreviewStore (if given) before any client hears of it.
+// A token job's text deltas become {"type": "delta", "job": id, "text": t}: never lost, in order
+// with the job's state changes (every delta of a job comes before its "done"), the deltas of a
+// job within a round joined into one. A client that connects mid-job gets the deltas from then on.
+// The final result and an error are the job's last state change (state "done", or "failed" with
+// its "error"); GET /easel/v1/jobs/{id} has the result.
 //
 // Serving events costs the job nothing: the queue's listener (on the executor thread) only
 // records the job's latest state and wakes the hub's dispatcher thread, which builds each
@@ -42,19 +48,19 @@
 
 namespace easel::server {
 
-// What a job event says about a job: small, so recording it on the executor costs nothing.
-struct JobEvent {
+// What a "job" event says about a job: small, so recording it on the executor costs nothing.
+struct JobSnapshot {
   std::string id, kind;
   JobState state = JobState::Queued;
   int priority = 0;
   int64_t seq = 0;
   JobProgress progress;
   std::string error;
-  bool operator==(const JobEvent&) const = default;
+  bool operator==(const JobSnapshot&) const = default;
 };
 
-JobEvent job_event_of(const Job& job);
-nlohmann::json job_event(const JobEvent& job);
+JobSnapshot snapshot_of(const Job& job);
+nlohmann::json job_message(const JobSnapshot& job);
 
 struct EventHubOptions {
   std::chrono::milliseconds ping_every = std::chrono::seconds(15);
@@ -77,7 +83,8 @@ struct EventHubOptions {
 class EventHub {
  public:
   // Listens to the queue (before it starts, so no change is missed); the dispatcher starts now.
-  explicit EventHub(JobQueue& queue, EventHubOptions options = {});
+  // Live previews go into `previews` (when given) before they are announced.
+  explicit EventHub(JobQueue& queue, EventHubOptions options = {}, PreviewStore* previews = nullptr);
   ~EventHub();
   EventHub(const EventHub&) = delete;
   EventHub& operator=(const EventHub&) = delete;
@@ -86,9 +93,6 @@ class EventHub {
   // clients already connected last heard of them.
   // `binary_previews`: the client (a WebSocket) also gets each preview image as a binary frame.
   std::shared_ptr<MessageStream> subscribe(bool binary_previews = false);
-  // A new live preview; a newer one replaces it if the dispatcher has not sent it yet (previews
-  // are sent at most every `progress_every`; every one still reaches the PreviewStore).
-  void publish_preview(std::shared_ptr<const Preview> preview);
   void stop();  // closes every stream and the dispatcher; idempotent
 
  private:
@@ -99,8 +103,9 @@ class EventHub {
   };
   // A change that every client gets, in the order it happened.
   struct Change {
-    JobEvent job;
+    JobSnapshot job;
     std::optional<QueueState> queue;  // after a state change; none after a stage change
+    std::optional<std::string> delta;  // text of job.id (the only field set): a "delta" event
   };
   struct Tracked {
     JobState state;
@@ -109,12 +114,15 @@ class EventHub {
   // What the dispatcher takes in one round.
   struct Batch {
     std::vector<Change> changes;
-    std::vector<JobEvent> progress;
+    std::vector<JobSnapshot> progress;
     std::shared_ptr<const Preview> preview;
     bool ping = false;
   };
 
-  void on_job(const Job& job);  // the queue's listener: records, never sends
+  void on_job(const Job& job, const JobEvent& event);  // the queue's listener: records, never sends
+  bool on_change_locked(const Job& job);  // a state change or a progress report; true: wake the dispatcher
+  void on_preview(PreviewPtr preview);
+  void flush_delta_locked(const std::string& id);  // the job's pending text into changes_
   void dispatch_loop();
   Batch take_locked(std::chrono::steady_clock::time_point now);
   std::optional<std::chrono::steady_clock::time_point> next_due_locked() const;
@@ -122,15 +130,17 @@ class EventHub {
   std::string queue_message(const QueueState& q) const;
 
   const EventHubOptions options_;
+  PreviewStore* const previews_;
 
-  // Recorded by on_job and publish_preview, taken by the dispatcher.
+  // Recorded by on_job, taken by the dispatcher.
   std::mutex mutex_;
   std::condition_variable wake_;
   std::map<std::string, Tracked> tracked_;  // unfinished jobs as last reported
   QueueState queue_state_;
   std::deque<Change> changes_;
-  std::map<std::string, JobEvent> progress_;  // the latest unsent step of each job
+  std::map<std::string, JobSnapshot> progress_;  // the latest unsent step of each job
   std::map<std::string, std::chrono::steady_clock::time_point> progress_sent_;
+  std::map<std::string, std::string> deltas_;  // text of each job not yet in changes_
   std::shared_ptr<const Preview> preview_;  // the latest unsent one
   std::chrono::steady_clock::time_point preview_sent_{};
   bool stopping_ = false;
@@ -142,7 +152,7 @@ class EventHub {
     bool binary_previews = false;
   };
   std::vector<Client> clients_;
-  std::map<std::string, JobEvent> sent_;  // unfinished jobs, as last sent
+  std::map<std::string, JobSnapshot> sent_;  // unfinished jobs, as last sent
   QueueState sent_queue_;
   bool stopped_ = false;  // under clients_mutex_: subscribe() after stop() gets a closed stream
 

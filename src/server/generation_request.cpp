@@ -34,7 +34,7 @@ std::optional<json> parse_json_body(const HttpRequest& req, const Responder& res
   return std::move(*body);
 }
 
-Result<std::string> submit_job(ServerState& s, std::string kind, json request, int priority, JobQueue::Listener on_finished) {
+Result<std::string> submit_job(ServerState& s, std::string kind, json request, int priority, JobQueue::FinishedCallback on_finished) {
   const JobUploads uploads = job_uploads(request);
   auto id = s.queue.submit(std::move(kind), std::move(request), priority, std::move(on_finished));
   if (!id.ok()) remove_uploads(uploads, s.uploads_dir);
@@ -66,7 +66,7 @@ PreparedGeneration prepare_generation(ServerState& s, const json& body, bool img
   const std::string checkpoint = requested_checkpoint(parsed.fields);
   if (!checkpoint.empty() && !s.catalog.find_checkpoint(checkpoint))
     return reject(validation_error("override_settings.sd_model_checkpoint", "no checkpoint named '" + checkpoint + "'"));
-  if (checkpoint.empty() && s.runner.current_checkpoint().empty())
+  if (checkpoint.empty() && s.images.current_checkpoint().empty())
     return reject(HttpResponse::error(
         503, "no Stable Diffusion checkpoint: put one in the models folder's Stable-diffusion directory and call "
              "/sdapi/v1/refresh-checkpoints"));

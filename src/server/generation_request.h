@@ -19,7 +19,7 @@ std::optional<nlohmann::json> parse_json_body(const HttpRequest& request, const 
 // Queues a prepared job. When the queue cannot take it (the job history cannot be written) the
 // job's stored uploads are deleted and the error returned: answer it with 503.
 Result<std::string> submit_job(ServerState& state, std::string kind, nlohmann::json request, int priority = 0,
-                               JobQueue::Listener on_finished = {});
+                               JobQueue::FinishedCallback on_finished = {});
 
 // Why a new job cannot be queued now (as many wait as ServerState::max_queued_jobs), or nothing.
 std::optional<std::string> queue_full(const ServerState& state);

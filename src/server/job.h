@@ -26,7 +26,7 @@ struct JobProgress {
 
 struct Job {
   std::string id;
-  std::string kind;          // "txt2img", "img2img"
+  std::string kind;          // which runner runs it: "txt2img", "img2img" (job_runner.h)
   nlohmann::json request;    // the request as the API received it (files already stored)
   int priority = 0;
   int64_t seq = 0;           // submission order

@@ -1,4 +1,5 @@
-// easel's own job API, `/easel/v1/*`: queue a generation and get its id at once, list and look
+// easel's own job API, `/easel/v1/*`: queue a job of any kind a runner runs (a generation, ...)
+// and get its id at once, list and look
 // up jobs (the persisted history included), cancel them, and follow every job live over
 // Server-Sent Events or a WebSocket (event_hub.h).
 #include <algorithm>
@@ -52,10 +53,14 @@ json job_json(const Job& job, const std::vector<Job>& all, const PreviewStore* p
     j["preview_url"] = "/easel/v1/jobs/" + job.id + "/preview";
   }
   if (job.result.is_object()) {
-    json images = json::array();
-    for (const auto& rel : job.result.value("images", json::array()))
-      if (rel.is_string()) images.push_back("/outputs/" + rel.get<std::string>());
-    j["result"] = {{"images", images}, {"info", job.result.value("info", json::object())}};
+    // What the runner returned; an image job's files become their /outputs URLs.
+    j["result"] = job.result;
+    if (job.result.contains("images")) {
+      json images = json::array();
+      for (const auto& rel : job.result["images"])
+        if (rel.is_string()) images.push_back("/outputs/" + rel.get<std::string>());
+      j["result"]["images"] = images;
+    }
   }
   return j;
 }
@@ -74,21 +79,30 @@ HttpResponse history_unreadable(const Error& error) {
   return HttpResponse::error(503, "the job history cannot be read: " + error.message());
 }
 
+// A job of any kind a runner runs. txt2img and img2img bodies are A1111 requests, validated and
+// their uploads stored here; the request of any other kind goes to its runner as it came (the
+// runner checks it when the job runs).
 void submit(ServerState& s, HttpRequest& req, const Responder& respond) {
   auto body = parse_json_body(req, respond);
   if (!body) return;
   if (!body->is_object()) return respond(validation_error("", "value is not a valid dict"));
   const json kind = body->value("kind", json("txt2img"));
-  if (kind != "txt2img" && kind != "img2img") return respond(validation_error("kind", "expected \"txt2img\" or \"img2img\""));
+  if (!kind.is_string() || !s.queue.runs(kind.get<std::string>()))
+    return respond(validation_error("kind", cat("expected one of the job kinds this server runs: ", s.queue.kinds())));
   const json request = body->value("request", json::object());
-  if (!request.is_object()) return respond(validation_error("request", "expected an object of A1111 fields"));
+  if (!request.is_object()) return respond(validation_error("request", "expected an object of the kind's fields"));
   const json priority = body->value("priority", json(0));
   if (!priority.is_number_integer() || priority.get<int64_t>() < -kMaxPriority || priority.get<int64_t>() > kMaxPriority)
     return respond(validation_error("priority", cat("an integer from ", -kMaxPriority, " to ", kMaxPriority, " expected")));
-  const bool img2img = kind == "img2img";
-  PreparedGeneration prepared = prepare_generation(s, request, img2img);
-  if (!prepared.request) return respond(std::move(prepared.rejection));
-  const auto id = submit_job(s, kind.get<std::string>(), std::move(*prepared.request), priority.get<int>());
+  json job_request = request;
+  if (kind == "txt2img" || kind == "img2img") {
+    PreparedGeneration prepared = prepare_generation(s, request, kind == "img2img");
+    if (!prepared.request) return respond(std::move(prepared.rejection));
+    job_request = std::move(*prepared.request);
+  } else if (auto full = queue_full(s)) {
+    return respond(overloaded(HttpResponse::error(503, *full)));
+  }
+  const auto id = submit_job(s, kind.get<std::string>(), std::move(job_request), priority.get<int>());
   if (!id.ok()) return respond(HttpResponse::error(503, id.error().message()));
   respond(HttpResponse::json(accepted(s, *id), 202));
 }

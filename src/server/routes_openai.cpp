@@ -91,7 +91,7 @@ std::optional<HttpResponse> read_common(ServerState& s, const json& body, ImageR
       out.a1111["override_settings"] = {{"sd_model_checkpoint", model}};
     }
   }
-  if (!out.a1111.contains("override_settings") && s.runner.current_checkpoint().empty())
+  if (!out.a1111.contains("override_settings") && s.images.current_checkpoint().empty())
     return openai_error(503, "no Stable Diffusion checkpoint: put one in " + (s.catalog.dir() / "Stable-diffusion").string() +
                                  " and call /sdapi/v1/refresh-checkpoints", "server_error");
 
@@ -121,7 +121,7 @@ void submit(ServerState& s, const HttpRequest& req, const std::string& kind, Ima
     remove_uploads(r.a1111, s.uploads_dir);
     return respond(overloaded(openai_error(503, *full, "server_error")));
   }
-  const fs::path outputs = s.runner.outputs_dir();
+  const fs::path outputs = s.images.outputs_dir();
   // Absolute URLs, as OpenAI returns them: from --public-url, else from the address the
   // connection reached, never from the Host header (a client could point the links anywhere).
   std::string base = s.public_url.empty() ? "http://" + req.local_address : s.public_url;

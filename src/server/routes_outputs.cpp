@@ -34,7 +34,7 @@ void add_output_routes(Router& r, ServerState& s) {
     if (!format) return respond(HttpResponse::error(404, "no such image: " + name));
     // Links inside the folder are resolved: the real file must still be in the real folder.
     std::error_code ec;
-    const fs::path root = fs::canonical(s.runner.outputs_dir(), ec);
+    const fs::path root = fs::canonical(s.images.outputs_dir(), ec);
     if (ec) return respond(HttpResponse::error(404, "no such image: " + name));
     const fs::path real = fs::canonical(root / rel, ec);
     if (ec || !inside(real, root) || !fs::is_regular_file(real, ec))

@@ -25,7 +25,7 @@ void generate(ServerState& s, HttpRequest& req, const Responder& respond, bool i
   json job_request = std::move(*prepared.request);
 
   // The answer comes when the job ends; no HTTP thread waits for it.
-  const fs::path outputs = s.runner.outputs_dir();
+  const fs::path outputs = s.images.outputs_dir();
   json parameters = without_uploads(job_request);
   const auto queued = submit_job(s, img2img ? "img2img" : "txt2img", std::move(job_request), 0,
                  [respond, outputs, parameters = std::move(parameters)](const Job& job) {
@@ -85,14 +85,14 @@ json progress_json(ServerState& s, bool skip_current_image) {
 }
 
 json options_json(ServerState& s) {
-  json o = {{"sd_model_checkpoint", s.runner.current_checkpoint()},
+  json o = {{"sd_model_checkpoint", s.images.current_checkpoint()},
             {"sd_vae", "Automatic"},
             {"CLIP_stop_at_last_layers", 1},
             {"eta_noise_seed_delta", 0},
             {"samples_format", "png"},
-            {"outdir_samples", s.runner.outputs_dir().string()},
-            {"show_progress_every_n_steps", s.runner.preview_every()}};
-  if (auto e = s.catalog.find_checkpoint(s.runner.current_checkpoint())) o["sd_model_checkpoint"] = e->title;
+            {"outdir_samples", s.images.outputs_dir().string()},
+            {"show_progress_every_n_steps", s.images.preview_every()}};
+  if (auto e = s.catalog.find_checkpoint(s.images.current_checkpoint())) o["sd_model_checkpoint"] = e->title;
   std::lock_guard lock(s.options_mutex);
   for (const auto& [k, v] : s.options.items())
     if (k != "sd_model_checkpoint" && k != "show_progress_every_n_steps") o[k] = v;
@@ -127,11 +127,11 @@ void add_sdapi_routes(Router& r, ServerState& s) {
     }
     if (!errors.empty()) return respond(HttpResponse::json({{"detail", errors.detail}}, 422));
     if (auto ck = accepted.find("sd_model_checkpoint"); ck != accepted.end()) {
-      if (Status st = s.runner.select_checkpoint(ck->get<std::string>()); !st.ok())
+      if (Status st = s.images.select_checkpoint(ck->get<std::string>()); !st.ok())
         return respond(validation_error("sd_model_checkpoint", st.error().message()));
     }
     // Live preview period; A1111's -1 (only after each batch) means none here.
-    if (auto n = accepted.find("show_progress_every_n_steps"); n != accepted.end()) s.runner.set_preview_every(n->get<int>());
+    if (auto n = accepted.find("show_progress_every_n_steps"); n != accepted.end()) s.images.set_preview_every(n->get<int>());
     std::lock_guard lock(s.options_mutex);
     for (const auto& [k, v] : accepted.items()) s.options[k] = v;
     respond(HttpResponse::json(nullptr));
@@ -181,7 +181,7 @@ void add_sdapi_routes(Router& r, ServerState& s) {
   r.add("POST", "/sdapi/v1/refresh-checkpoints", refresh);
   r.add("POST", "/sdapi/v1/refresh-vae", refresh);
   r.add("POST", "/sdapi/v1/unload-checkpoint", [&s](HttpRequest&, Responder respond) {
-    s.runner.unload();
+    s.images.unload();
     respond(HttpResponse::json(nullptr));
   });
   r.add("POST", "/sdapi/v1/reload-checkpoint", [](HttpRequest&, Responder respond) {

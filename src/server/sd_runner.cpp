@@ -27,9 +27,17 @@ std::string today() {
 
 }  // namespace
 
-SdJobRunner::SdJobRunner(ModelCatalog& catalog, SdRunnerOptions options)
-    : catalog_(catalog), options_(std::move(options)), preview_every_(std::max(0, options_.preview_every)) {
-  runtime_ = Runtime::create({.threads = options_.threads}).value();
+std::string processed_comments(const std::vector<std::string>& comments) {
+  // A1111 keeps them as the keys of a dict (p.comment(text): comments[text] = 1).
+  std::set<std::string> seen;
+  std::string out;
+  for (const std::string& c : comments)
+    if (seen.insert(c).second) out += c + "\n";
+  return out;
+}
+
+SdJobRunner::SdJobRunner(ModelCatalog& catalog, Runtime& runtime, SdRunnerOptions options)
+    : catalog_(catalog), runtime_(runtime), options_(std::move(options)), preview_every_(std::max(0, options_.preview_every)) {
   const auto all = catalog_.checkpoints();
   if (!all.empty()) current_ = all.front().name;
 }
@@ -65,7 +73,7 @@ const StableDiffusion& SdJobRunner::model_for(const std::string& key) {
   loaded_.reset();  // one model in memory at a time
   auto options = load_options_for(entry->path);
   if (!options.ok()) throw std::runtime_error(options.error().message());
-  Context ctx = runtime_->context();
+  Context ctx = runtime_.context();
   auto sd = StableDiffusion::load(ctx, entry->path, *options);
   if (!sd.ok()) throw std::runtime_error(sd.error().message());
   loaded_.emplace(std::move(*sd));
@@ -90,7 +98,7 @@ const LatentPreviewer& SdJobRunner::previewer() {
   for (const ModelEntry& e : entries) {
     if (previewer_failed_.count(e.path)) continue;
     if (e.path == previewer_path_) return previewer_;
-    Context ctx = runtime_->context();
+    Context ctx = runtime_.context();
     auto loaded = LatentPreviewer::load_taesd(ctx, e.path, 4);
     if (!loaded.ok()) {
       std::fprintf(stderr, "easel serve: live previews: %s\n", loaded.error().message().c_str());
@@ -107,6 +115,8 @@ const LatentPreviewer& SdJobRunner::previewer() {
 }
 
 nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
+  if (job.kind != "txt2img" && job.kind != "img2img")
+    throw std::runtime_error(cat("the Stable Diffusion runner runs txt2img and img2img jobs, not '", job.kind, "'"));
   const bool img2img = job.kind == "img2img";
   ValidationErrors errors;
   GenerationParams p = parse_a1111_request(job.request, img2img, errors).params;
@@ -131,7 +141,8 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   }
   const StableDiffusion& sd = model_for(requested_checkpoint(job.request));
 
-  Context ctx = runtime_->context();
+  // This job's own Context: the callbacks below point into this frame and die with it.
+  Context ctx = runtime_.context();
   JobProgress progress;
   progress.images = p.batch_size * p.n_iter;
   progress.stage = "text";
@@ -149,7 +160,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
   };
   // Live previews of the first image of the batch (A1111: shared.state.assign_current_image).
   const int preview_every = preview_every_;
-  const LatentPreviewer* previews = preview_every > 0 && options_.on_preview ? &previewer() : nullptr;
+  const LatentPreviewer* previews = preview_every > 0 ? &previewer() : nullptr;
   int64_t preview_seq = 0;
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> sampling_start;
@@ -176,7 +187,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
       if (!bytes.ok()) return;
       Preview preview{job.id, ++preview_seq, progress.image, s.step + 1, s.steps, previews->method(),
                       image.width, image.height, ImageFormat::Jpeg, std::string(bytes->begin(), bytes->end())};
-      options_.on_preview(std::move(preview));
+      control.preview(std::move(preview));
     } catch (const std::exception& e) {
       // A preview is a nicety: the job goes on without it.
       std::fprintf(stderr, "easel serve: live preview of job %s: %s\n", job.id.c_str(), e.what());
@@ -233,6 +244,7 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
       {"seed_resize_from_h", p.seed_resize_from_h ? p.seed_resize_from_h : -1},
       {"denoising_strength", img2img ? nlohmann::json(p.denoising_strength) : nlohmann::json(nullptr)},
       {"extra_generation_params", nlohmann::json::object()},
+      {"comments", processed_comments(result->comments)},
       {"index_of_first_image", 0},
       {"infotexts", infotexts},
       {"styles", nlohmann::json::array()},
@@ -245,8 +257,6 @@ nlohmann::json SdJobRunner::run(const Job& job, JobControl& control) {
     info["all_prompts"].push_back(p.prompt);
     info["all_negative_prompts"].push_back(p.negative_prompt);
   }
-  if (result.ok())
-    for (const std::string& c : result->comments) info["extra_generation_params"]["Comment"] = c;
   return {{"images", images}, {"info", info}};
 }
 

@@ -1,10 +1,12 @@
 #include "server/server_app.h"
 
+#include "backends/runtime.h"
 #include "server/event_hub.h"
 #include "server/http_server.h"
 #include "server/job_files.h"
 #include "server/job_store_sqlite.h"
 #include "server/routes_web.h"
+#include "server/sd_runner.h"
 #include "server/server_state.h"
 
 namespace easel::server {
@@ -14,45 +16,48 @@ struct ServerApp::Parts {
   ModelCatalog catalog;
   PreviewStore previews;  // latest live preview of recent jobs
   SdJobRunner runner;
+  std::vector<std::unique_ptr<JobRunner>> more_runners;
   JobQueue queue;
   EventHub events;  // listens to the queue, so it is made before the queue starts
   ServerState state;
   Router router;
   std::unique_ptr<HttpServer> http;
 
-  Parts(const ServeOptions& o, std::unique_ptr<SqliteJobStore> job_store)
+  Parts(const ServeOptions& o, Runtime& runtime, std::unique_ptr<SqliteJobStore> job_store)
       : store(std::move(job_store)),
         catalog(o.models_dir),
-        runner(catalog, runner_options(o)),
-        queue(runner, store.get()),
-        events(queue),
+        runner(catalog, runtime, runner_options(o)),
+        queue(store.get()),
+        events(queue, {}, &previews),
         state{catalog, runner, queue, o.data_dir / "uploads", o.limits, o.upload_limits, {}, {}} {
+    for (const auto& make : o.more_runners) more_runners.push_back(make(runtime));
     state.events = &events;
     state.previews = &previews;
     state.max_queued_jobs = o.max_queued_jobs;
     state.public_url = o.security.public_url;
     // Uploads are only inputs of unfinished jobs: without this the folder grows with every img2img.
-    queue.add_listener([uploads = state.uploads_dir](const Job& job) {
-      if (job.state == JobState::Done || job.state == JobState::Failed || job.state == JobState::Cancelled)
-        remove_uploads(job.request, uploads);
+    queue.add_listener([uploads = state.uploads_dir](const Job& job, const JobEvent& event) {
+      if (std::holds_alternative<StateChange>(event) && is_finished(job.state)) remove_uploads(job.request, uploads);
     });
+    // After the event hub's listener, which stored the preview: a test may hold the job here.
+    if (o.after_preview)
+      queue.add_listener([after = o.after_preview](const Job&, const JobEvent& event) {
+        if (const auto* preview = std::get_if<PreviewPtr>(&event)) after(**preview);
+      });
   }
 
-  SdRunnerOptions runner_options(const ServeOptions& o) {
+  Status add_runners() {
+    EASEL_TRY_STATUS(queue.add_runner(runner));
+    for (auto& r : more_runners) EASEL_TRY_STATUS(queue.add_runner(*r));
+    return {};
+  }
+
+  static SdRunnerOptions runner_options(const ServeOptions& o) {
     SdRunnerOptions r;
     r.outputs_dir = o.outputs_dir;
     r.uploads_dir = o.data_dir / "uploads";
-    r.threads = o.threads;
     r.preview_every = o.preview_every;
     r.preview_time_share = o.preview_time_share;
-    // On the executor thread: keeps the image and hands it to the event dispatcher, never waits for a client.
-    r.on_preview = [this, after = o.after_preview](Preview p) {
-      // Stored before it is announced: a client told of it can fetch it at once.
-      auto stored = std::make_shared<const Preview>(std::move(p));
-      previews.put(stored);
-      events.publish_preview(stored);
-      if (after) after(*stored);
-    };
     return r;
   }
 };
@@ -64,7 +69,14 @@ ServerApp::~ServerApp() { stop(); }
 Status ServerApp::start() {
   auto store = SqliteJobStore::open(options_.data_dir);
   if (!store.ok()) return Error(cat("job history: ", store.error().message()));
-  parts_ = std::make_unique<Parts>(options_, std::move(*store));
+  auto runtime = Runtime::create({.threads = options_.threads});
+  if (!runtime.ok()) return runtime.error();
+  runtime_ = std::move(*runtime);
+  parts_ = std::make_unique<Parts>(options_, *runtime_, std::move(*store));
+  if (Status added = parts_->add_runners(); !added.ok()) {
+    parts_.reset();
+    return added;
+  }
   add_sdapi_routes(parts_->router, parts_->state);
   add_job_routes(parts_->router, parts_->state);
   add_output_routes(parts_->router, parts_->state);

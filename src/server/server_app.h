@@ -1,16 +1,23 @@
-// `easel serve`: the HTTP server with every API family wired to one job queue.
+// `easel serve`: the HTTP server with every API family wired to one job queue, whose runners
+// (image generation, and any others given) share the one Runtime the server makes for the process.
 #pragma once
 
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "io/image.h"
 #include "pipelines/generation_params.h"
+#include "server/job_runner.h"
 #include "server/previews.h"
 #include "server/security.h"
+
+namespace easel {
+class Runtime;
+}
 
 namespace easel::server {
 
@@ -25,6 +32,10 @@ inline GenerationLimits server_generation_limits() {
 }
 
 struct ServeOptions {
+  // Makes a runner of further job kinds beside image generation (tests add one; chat and caption
+  // next), on the process's runtime; it runs on the CPU device's executor.
+  using RunnerFactory = std::function<std::unique_ptr<JobRunner>(Runtime& runtime)>;
+
   std::string host = "127.0.0.1";
   int port = 7860;  // 0: any free port
   std::filesystem::path models_dir = "models";
@@ -50,6 +61,7 @@ struct ServeOptions {
   ImageLimits upload_limits = ImageLimits{int64_t(4096) * 4096, int64_t(64) << 20};
   // Jobs waiting at once; more are refused with 503 and Retry-After (overload), not queued without end.
   int max_queued_jobs = 1000;
+  std::vector<RunnerFactory> more_runners;
 };
 
 class ServerApp {
@@ -64,6 +76,7 @@ class ServerApp {
 
  private:
   ServeOptions options_;
+  std::unique_ptr<Runtime> runtime_;  // the process's devices, shared by every runner
   std::unique_ptr<Parts> parts_;
 };
 

@@ -1,5 +1,5 @@
-// What the route files share: the model catalog, the job queue and its runner, where uploads and
-// outputs live, the A1111 options, and the limits requests must respect.
+// What the route files share: the model catalog, the job queue, the image runner's settings,
+// where uploads live, the A1111 options, and the limits requests must respect.
 #pragma once
 
 #include <filesystem>
@@ -9,11 +9,11 @@
 
 #include "io/image.h"
 #include "pipelines/generation_params.h"
+#include "server/image_runner_control.h"
 #include "server/job_queue.h"
 #include "server/model_catalog.h"
 #include "server/previews.h"
 #include "server/router.h"
-#include "server/sd_runner.h"
 
 namespace easel::server {
 
@@ -21,7 +21,7 @@ class EventHub;
 
 struct ServerState {
   ModelCatalog& catalog;
-  SdJobRunner& runner;
+  ImageRunnerControl& images;  // the txt2img / img2img runner: checkpoint, previews, outputs folder
   JobQueue& queue;
   std::filesystem::path uploads_dir;  // decoded init images and masks of queued jobs
   GenerationLimits limits;
