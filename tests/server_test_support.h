@@ -55,6 +55,16 @@ inline std::string make_tiny_models_dir(const std::filesystem::path& models) {
   return "";
 }
 
+// An init image of sd_pipeline_tiny: that of the set's first case with one ("" if none).
+inline std::filesystem::path first_init_image() {
+  const std::filesystem::path set = set_dir("sd_pipeline_tiny");
+  std::ifstream in(set / "cases.json");
+  const nlohmann::json cases = nlohmann::json::parse(in)["cases"];
+  for (const auto& [name, c] : cases.items())
+    if (c["request"].contains("init_images")) return set / c["request"]["init_images"][0].get<std::string>();
+  return {};
+}
+
 // A server under `root` (models, outputs, data) on any free port, one compute thread, 1 MiB bodies.
 inline server::ServeOptions test_serve_options(const std::filesystem::path& root) {
   server::ServeOptions o;
