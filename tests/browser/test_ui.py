@@ -558,7 +558,11 @@ def main():
         with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/json/list", timeout=10) as r:
             targets = json.load(r)
         page = Page(next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page"))
-        run(page, base_url, restart_server, empty_url, model_file, os.path.join(args.data, "sd_pipeline_tiny", "init.png"), out)
+        set_dir = os.path.join(args.data, "sd_pipeline_tiny")
+        cases = json.load(open(os.path.join(set_dir, "cases.json")))["cases"]
+        init_png = os.path.join(set_dir, next(c["request"]["init_images"][0] for c in cases.values()
+                                              if "init_images" in c["request"]))  # the first case's with one
+        run(page, base_url, restart_server, empty_url, model_file, init_png, out)
         print(f"PASS browser UI test in {time.monotonic() - started:.1f} s; screenshots in {out}")
         return 0
     except Exception as e:
