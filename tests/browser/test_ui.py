@@ -387,7 +387,9 @@ def run(page, base_url, restart_server, empty_url, model_file, init_png, out):
     node = page.call("DOM.querySelector", nodeId=doc, selector=f"{i2i} [name=init_file]")["nodeId"]
     page.call("DOM.setFileInputFiles", nodeId=node, files=[init_png])
     page.wait(f"!document.querySelector('{i2i} .stack').hidden", "the init image")
-    assert page.eval(f"document.querySelector('{i2i} [name=width]').value") == "48"
+    with open(init_png, "rb") as png:  # the form takes the image's width to a multiple of 8 (app.js setInitImage)
+        init_width = struct.unpack(">I", png.read(24)[16:20])[0]
+    assert page.eval(f"document.querySelector('{i2i} [name=width]').value") == str(max(8, int(init_width / 8 + 0.5) * 8))
     page.fill(f"{i2i} [name=prompt]", "a blue cube")
     page.fill(f"{i2i} [name=steps]", 3)
     page.fill(f"{i2i} [name=denoising_strength]", 0.6)
