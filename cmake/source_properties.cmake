@@ -1,11 +1,24 @@
 # Per-file compile options, included from the top-level CMakeLists.txt.
 
-# torch_rng.cpp reproduces torch's float arithmetic bit for bit: the compiler must not fuse a
-# multiply and an add into an FMA on its own (-march=native enables FMA). The FMAs torch executed
-# are written out with std::fma. (The file also says so with a pragma.)
+# Files that reproduce another program's floating-point arithmetic bit for bit (torch, Pillow,
+# OpenCV's softdouble): each operation there is one rounding step of the reference, in its order.
+# The compiler must not fuse a multiply and an add into an FMA on its own (-march=native enables
+# FMA; GCC contracts across statements by default, clang within expressions); the FMAs the
+# reference did execute are written out with std::fma. This list is the one place contraction is
+# switched off: a flag, not `#pragma GCC optimize` in each file, because GCC documents its
+# optimize pragma/attribute as not for production code (it also blocks inlining between functions
+# whose options differ) and clang ignores it. set_source_files_properties is directory-scoped: the
+# targets compiling these files must be created in this directory (the top-level CMakeLists.txt).
+set(EASEL_NO_FP_CONTRACT_SOURCES
+  src/imaging/cv_gaussian_kernel.cpp  # OpenCV's softdouble Gaussian kernel
+  src/imaging/pil_box_blur.cpp        # Pillow's box-blur radius arithmetic in C float
+  src/imaging/pil_resize.cpp          # Pillow's resampling coefficients
+  src/sampling/brownian_tree.cpp      # torchsde / k-diffusion float32 tree arithmetic
+  src/sampling/schedules.cpp          # torch's float32 sigma tables (the Brownian tree rounds them to 1e-6)
+  src/sampling/torch_rng.cpp)         # torch's CPU randn / rand
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-  set_source_files_properties(${PROJECT_SOURCE_DIR}/src/sampling/torch_rng.cpp
-    PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+  list(TRANSFORM EASEL_NO_FP_CONTRACT_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/)
+  set_source_files_properties(${EASEL_NO_FP_CONTRACT_SOURCES} PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 endif()
 
 # Files under assets/ are built into the binary by src/assets/embedded.cpp (.incbin). The hash of

@@ -23,6 +23,19 @@
 
 namespace easel::testing {
 
+// The `.easel.json` sidecar of one model of sd_pipeline_tiny's info.json: what its shapes do not
+// show (head and group counts) and what it predicts.
+inline nlohmann::json sd_sidecar(const nlohmann::json& model) {
+  nlohmann::json sidecar = {{"text_encoder_heads", model["text_encoder"]["heads"]},
+                            {"unet", {{"norm_groups", model["unet"]["norm_groups"]}}},
+                            {"vae_norm_groups", model["vae"]["norm_groups"]}};
+  const nlohmann::json& att = model["unet"]["attention"];
+  if (!att["num_heads"].is_null()) sidecar["unet"]["num_heads"] = att["num_heads"];
+  else sidecar["unet"]["head_dim"] = att["head_dim"];
+  if (model.value("prediction_type", "") == "v") sidecar["prediction"] = "v";
+  return sidecar;
+}
+
 // Copies the set's first SD 1.x text-to-image checkpoint into <models>/Stable-diffusion with the
 // sidecar that gives the head counts its shapes do not show; returns its file name ("" if none).
 inline std::string make_tiny_models_dir(const std::filesystem::path& models) {
@@ -36,16 +49,20 @@ inline std::string make_tiny_models_dir(const std::filesystem::path& models) {
         !fs::is_regular_file(set / file))
       continue;
     fs::copy_file(set / file, models / "Stable-diffusion" / file, fs::copy_options::overwrite_existing);
-    nlohmann::json sidecar = {{"text_encoder_heads", model["text_encoder"]["heads"]},
-                              {"unet", {{"norm_groups", model["unet"]["norm_groups"]}}},
-                              {"vae_norm_groups", model["vae"]["norm_groups"]}};
-    const nlohmann::json& att = model["unet"]["attention"];
-    if (!att["num_heads"].is_null()) sidecar["unet"]["num_heads"] = att["num_heads"];
-    else sidecar["unet"]["head_dim"] = att["head_dim"];
-    std::ofstream(models / "Stable-diffusion" / (file + ".easel.json")) << sidecar.dump();
+    std::ofstream(models / "Stable-diffusion" / (file + ".easel.json")) << sd_sidecar(model).dump();
     return file;
   }
   return "";
+}
+
+// An init image of sd_pipeline_tiny: that of the set's first case with one ("" if none).
+inline std::filesystem::path first_init_image() {
+  const std::filesystem::path set = set_dir("sd_pipeline_tiny");
+  std::ifstream in(set / "cases.json");
+  const nlohmann::json cases = nlohmann::json::parse(in)["cases"];
+  for (const auto& [name, c] : cases.items())
+    if (c["request"].contains("init_images")) return set / c["request"]["init_images"][0].get<std::string>();
+  return {};
 }
 
 // A server under `root` (models, outputs, data) on any free port, one compute thread, 1 MiB bodies.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/image.h"
+#include "pipelines/infotext.h"
 #include "server_test_support.h"
 #include "test_data.h"
 
@@ -34,12 +35,18 @@ RunResult run_easel(const std::string& args) {
   return r;
 }
 
-std::string quoted(const fs::path& p) {
+// One shell word: single-quoted, a quote inside written as '\''.
+std::string quoted(const std::string& text) {
   std::string q = "'";  // (built by appending: GCC 12 warns falsely on "'" + string at -O3)
-  q += p.string();
+  for (char ch : text) {
+    if (ch == '\'') q += "'\\''";
+    else q += ch;
+  }
   q += '\'';
   return q;
 }
+
+std::string quoted(const fs::path& p) { return quoted(p.string()); }
 
 fs::path temp_dir() {
   auto dir = fs::temp_directory_path() / ("easel_cli_" + std::to_string(::getpid()));
@@ -168,6 +175,94 @@ TEST(Cli, GenerateReadsTheCheckpointsSidecarAsTheServerDoes) {
                                   quoted(out));
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find(".easel.json"), std::string::npos) << bad.output;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace easel
+
+namespace easel {
+namespace {
+
+// An A1111 request of sd_pipeline_tiny's cases.json as `easel generate` flags.
+std::string generate_flags(const nlohmann::json& r, const fs::path& set) {
+  std::string flags = " --prompt " + quoted(r.value("prompt", std::string()));
+  flags += " --negative-prompt " + quoted(r.value("negative_prompt", std::string()));
+  const std::pair<const char*, const char*> numbers[] = {
+      {"steps", "--steps"}, {"cfg_scale", "--cfg-scale"}, {"width", "--width"}, {"height", "--height"},
+      {"seed", "--seed"}, {"subseed", "--subseed"}, {"subseed_strength", "--subseed-strength"},
+      {"batch_size", "--batch-size"}, {"n_iter", "--n-iter"}, {"denoising_strength", "--denoising-strength"},
+      {"resize_mode", "--resize-mode"}, {"mask_blur", "--mask-blur"}, {"inpainting_fill", "--inpainting-fill"},
+      {"inpaint_full_res_padding", "--inpaint-full-res-padding"}, {"inpainting_mask_invert", "--inpainting-mask-invert"}};
+  for (const auto& [field, flag] : numbers)
+    if (r.contains(field)) flags += std::string(" ") + flag + " " + r[field].dump();
+  flags += " --sampler " + quoted(r["sampler_name"].get<std::string>());
+  flags += " --scheduler " + quoted(r.value("scheduler", std::string("Automatic")));
+  if (r.contains("inpaint_full_res")) flags += std::string(" --inpaint-full-res ") + (r["inpaint_full_res"].get<bool>() ? "true" : "false");
+  if (r.contains("override_settings") && r["override_settings"].contains("CLIP_stop_at_last_layers"))
+    flags += " --clip-skip " + r["override_settings"]["CLIP_stop_at_last_layers"].dump();
+  if (r.contains("init_images")) flags += " --init-image " + quoted(set / r["init_images"][0].get<std::string>());
+  if (r.contains("mask")) flags += " --mask " + quoted(set / r["mask"].get<std::string>());
+  return flags;
+}
+
+// `easel generate` against the reference images of sd_pipeline_tiny: every case of the set, its A1111
+// request given as flags, its model (file or diffusers folder) copied beside the sidecar `easel serve`
+// reads. Pixels to +-1 (as SdPipeline.EveryCaseMatchesTheReference), and each PNG's parameters carry
+// the image's seed and the img2img / inpaint fields A1111 adds.
+TEST(Cli, GenerateMatchesTheReferenceImages) {
+  const fs::path set = testing::set_dir("sd_pipeline_tiny");
+  std::ifstream info_in(set / "info.json"), cases_in(set / "cases.json");
+  ASSERT_TRUE(info_in && cases_in);
+  const auto info = nlohmann::json::parse(info_in);
+  const auto cases = nlohmann::json::parse(cases_in)["cases"];
+  const fs::path dir = temp_dir() / "generate_golden";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  int checked = 0;
+  for (const auto& [name, c] : cases.items()) {
+    SCOPED_TRACE(name);
+    const std::string model_file = c["model_file"];
+    const fs::path model = dir / model_file;
+    if (!fs::exists(model)) {
+      fs::copy(set / model_file, model, fs::copy_options::recursive);
+      std::ofstream(fs::is_directory(model) ? model / "easel.json" : fs::path(model.string() + ".easel.json"))
+          << testing::sd_sidecar(info["models"][model_file]).dump();
+    }
+    const fs::path out = dir / (name + ".png");
+    const RunResult r = run_easel("--threads 1 generate --model " + quoted(model) + " -o " + quoted(out) + generate_flags(c["request"], set));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto images = c["images"].get<std::vector<std::string>>();
+    for (size_t i = 0; i < images.size(); ++i) {
+      const fs::path written = images.size() == 1 ? out : dir / cat(name, "-", i + 1, ".png");
+      const auto ours = read_image(written);
+      ASSERT_TRUE(ours.ok()) << ours.error().message() << "\n" << r.output;
+      const Image reference = to_rgb(read_image(set / images[i]).value());
+      const Image got = to_rgb(*ours);
+      ASSERT_EQ(got.width, reference.width) << images[i];
+      ASSERT_EQ(got.height, reference.height) << images[i];
+      int worst = 0;
+      for (size_t k = 0; k < got.pixels.size(); ++k)
+        worst = std::max(worst, std::abs(int(got.pixels[k]) - int(reference.pixels[k])));
+      EXPECT_LE(worst, 1) << images[i];
+      std::string parameters;
+      for (const auto& [key, text] : ours->text)
+        if (key == "parameters") parameters = text;
+      const Infotext infotext = parse_infotext(parameters);
+      const std::string* seed = infotext.find("Seed");
+      ASSERT_NE(seed, nullptr) << parameters;
+      EXPECT_EQ(*seed, c["all_seeds"][i].dump());
+      const nlohmann::json extra = c.value("infotext_extra", nlohmann::json::object());
+      for (const auto& [key, value] : extra.items()) {
+        const std::string* got_value = infotext.find(key);
+        ASSERT_NE(got_value, nullptr) << key << " in " << parameters;
+        EXPECT_EQ(*got_value, value.is_string() ? value.get<std::string>() : value.dump()) << key;
+      }
+      std::cout << name << " " << images[i] << ": max difference to the reference " << worst << "/255\n";
+    }
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
   fs::remove_all(dir);
 }
 

@@ -10,12 +10,16 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "backends/runtime.h"
 #include "io/checkpoint.h"
 #include "io/image.h"
+#include "models/registry.h"
 #include "pipelines/infotext.h"
 #include "pipelines/stable_diffusion.h"
 #include "test_data.h"
@@ -49,18 +53,45 @@ SdLoadOptions load_options(const json& model) {
   return o;
 }
 
-// The set's first SD 1.x text-to-image model, loaded; a test failure when the set has none.
-std::optional<StableDiffusion> first_sd1_txt2img_model(Context& ctx, const fs::path& dir, const json& info) {
+// The set's first SD 1.x model whose UNet takes `in_channels` (4: text-to-image, 9: inpainting),
+// loaded; a test failure when the set has none.
+std::optional<StableDiffusion> first_sd1_model(Context& ctx, const fs::path& dir, const json& info, int in_channels) {
   for (const auto& [file, model] : info["models"].items()) {
-    if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != 4) continue;
+    if (model["family"] != "sd1" || model["unet"]["diffusers_config"]["in_channels"] != in_channels) continue;
     auto sd = StableDiffusion::load(ctx, dir / file, load_options(model));
     EXPECT_TRUE(sd.ok()) << file << ": " << sd.error().message();
     if (!sd.ok()) return std::nullopt;
     return std::move(*sd);
   }
-  ADD_FAILURE() << "the set has no SD 1.x text-to-image model";
+  ADD_FAILURE() << "the set has no SD 1.x model with " << in_channels << " UNet input channels";
   return std::nullopt;
 }
+
+// The name of the set's first img2img case without a mask whose resize mode is not latent upscale
+// (a mask with resize mode 3 is refused before it is looked at); "" (and a failure) when none.
+std::string first_plain_img2img_case(const json& cases) {
+  for (const auto& [name, c] : cases.items()) {
+    const json& r = c["request"];
+    if (r.contains("init_images") && !r.contains("mask") && r.value("resize_mode", 0) != 3) return name;
+  }
+  ADD_FAILURE() << "the set has no img2img case without a mask";
+  return "";
+}
+
+// The set's tensors of one case that generation traces: every one but the schedule tables
+// (`sigmas`, `sigmas_full`), which are no stage of the pipeline; each step that walks them is.
+std::set<std::string> traced_stages(const Checkpoint& golden, const std::string& name) {
+  std::set<std::string> keys;
+  for (const std::string& key : golden.names()) {
+    if (!key.starts_with(name + ".")) continue;
+    const std::string stage = key.substr(name.size() + 1);
+    if (stage != "sigmas" && stage != "sigmas_full") keys.insert(key);
+  }
+  return keys;
+}
+
+// A one-channel image of w x h, every pixel `value` (masks the tests make themselves).
+Image flat_mask(int w, int h, uint8_t value) { return Image{w, h, 3, std::vector<uint8_t>(size_t(w) * h * 3, value), {}}; }
 
 // A small text-to-image request the tiny models run in milliseconds.
 GenerationParams small_request(int steps, int64_t seed) {
@@ -126,8 +157,10 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
       ASSERT_TRUE(sd.ok()) << sd.error().message();
       models.emplace(model_file, std::move(*sd));
     }
-    // Every traced stage the set has: cond, uncond, noise, x_start, stepN, denoisedN, latents, decoded.
-    int stages = 0;
+    // Every stage the set has (cond, uncond, noise, x_start, stepN, denoisedN, latents, decoded,
+    // init_latent, nmask, image_conditioning) is traced and compared: exactly the set's, as in the
+    // UNet and VAE tests.
+    std::set<std::string> compared;
     float worst_stage = 0;
     ctx.on_trace = [&](std::string_view stage, const Tensor& t) {
       const std::string key = name + "." + std::string(stage);
@@ -135,12 +168,13 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
       const float err = testing::max_rel_diff(t, golden.get(key).value());
       EXPECT_LE(err, kTolerance) << key;
       worst_stage = std::max(worst_stage, err);
-      ++stages;
+      compared.insert(key);
     };
     auto result = models.at(model_file).generate(ctx, p, inputs);
     ctx.on_trace = nullptr;
     ASSERT_TRUE(result.ok()) << result.error().message();
-    EXPECT_GE(stages, 6) << "too few stages compared";
+    EXPECT_EQ(compared, traced_stages(golden, name)) << "every stage of the set is traced and compared";
+    const size_t stages = compared.size();
     const auto images = c["images"].get<std::vector<std::string>>();
     ASSERT_EQ(result->images.size(), images.size());
     int worst_pixel = 0;
@@ -169,7 +203,7 @@ TEST(SdPipeline, EveryCaseMatchesTheReference) {
         }
       }
     }
-    std::printf("  %-28s %s: %d stages, max rel err %.2e, max pixel diff %d/255\n", name.c_str(),
+    std::printf("  %-28s %s: %zu stages, max rel err %.2e, max pixel diff %d/255\n", name.c_str(),
                 model_file.c_str(), stages, worst_stage, worst_pixel);
     ++checked;
   }
@@ -209,10 +243,14 @@ TEST(SdPipeline, EveryLayoutOfOneModelGivesTheSameImage) {
 TEST(SdPipeline, OnlyMaskedWithABlankMaskFallsBackToImg2Img) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
   const json info = read_json(dir / "info.json");
-  const json c = read_json(dir / "cases.json")["cases"]["i2i_euler_a"];
+  const json cases = read_json(dir / "cases.json")["cases"];
+  const std::string name = first_plain_img2img_case(cases);
+  ASSERT_FALSE(name.empty());
+  SCOPED_TRACE(name);
+  const json& c = cases[name];
   GenerationParams p = request_params(c["request"]);
   GenerationInputs inputs = request_inputs(c["request"], dir);
-  inputs.mask = Image{48, 32, 3, std::vector<uint8_t>(48 * 32 * 3, 0), {}};
+  inputs.mask = flat_mask(inputs.init_image->width, inputs.init_image->height, 0);
   p.inpaint_full_res = true;
   p.mask_blur = 0;
   auto rt = Runtime::create().value();
@@ -224,13 +262,17 @@ TEST(SdPipeline, OnlyMaskedWithABlankMaskFallsBackToImg2Img) {
   ASSERT_TRUE(r.ok()) << r.error().message();
   ASSERT_EQ(r->comments.size(), 1u);
   EXPECT_NE(r->comments[0].find("mask is blank"), std::string::npos) << r->comments[0];
-  const Image ref = to_rgb(read_image(dir / c["images"][0].get<std::string>()).value());
-  const Image& got = r->images[0].image;
-  ASSERT_EQ(got.pixels.size(), ref.pixels.size());
-  int worst = 0;
-  for (size_t k = 0; k < got.pixels.size(); ++k) worst = std::max(worst, std::abs(int(got.pixels[k]) - int(ref.pixels[k])));
-  EXPECT_LE(worst, 1);
-  EXPECT_EQ(parse_infotext(r->images[0].infotext).find("Inpaint area"), nullptr);
+  const auto images = c["images"].get<std::vector<std::string>>();
+  ASSERT_EQ(r->images.size(), images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    const Image ref = to_rgb(read_image(dir / images[i]).value());
+    const Image& got = r->images[i].image;
+    ASSERT_EQ(got.pixels.size(), ref.pixels.size()) << images[i];
+    int worst = 0;
+    for (size_t k = 0; k < got.pixels.size(); ++k) worst = std::max(worst, std::abs(int(got.pixels[k]) - int(ref.pixels[k])));
+    EXPECT_LE(worst, 1) << images[i];
+    EXPECT_EQ(parse_infotext(r->images[i].infotext).find("Inpaint area"), nullptr);
+  }
 }
 
 // Requests A1111 cannot run, or that make no sense, are errors that say what is wrong.
@@ -239,27 +281,31 @@ TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
   const json info = read_json(dir / "info.json");
   auto rt = Runtime::create().value();
   Context ctx = rt->context();
-  auto sd1 = StableDiffusion::load(ctx, dir / "sd1.safetensors", load_options(info["models"]["sd1.safetensors"]));
-  auto inpainting = StableDiffusion::load(ctx, dir / "sd1_inpainting.safetensors",
-                                          load_options(info["models"]["sd1_inpainting.safetensors"]));
-  ASSERT_TRUE(sd1.ok() && inpainting.ok());
+  auto sd1 = first_sd1_model(ctx, dir, info, 4);
+  auto inpainting = first_sd1_model(ctx, dir, info, 9);
+  ASSERT_TRUE(sd1 && inpainting);
+  // The init image of the set's first img2img case; the masks are made here, of its size and of another.
+  const json cases = read_json(dir / "cases.json")["cases"];
+  const std::string i2i = first_plain_img2img_case(cases);
+  ASSERT_FALSE(i2i.empty());
   GenerationParams p;
   p.prompt = "a red ball";
   p.width = 48;
   p.height = 32;
   p.steps = 2;
   p.seed = 1;
-  GenerationInputs init;
-  init.init_image = read_image(dir / "init.png").value();
+  GenerationInputs init = request_inputs(cases[i2i]["request"], dir);
+  const int w = init.init_image->width, h = init.init_image->height;
   auto error_of = [&](const StableDiffusion& sd, const GenerationParams& q, const GenerationInputs& in) {
     auto r = sd.generate(ctx, q, in);
     return r.ok() ? std::string("(no error)") : r.error().message();
   };
   GenerationInputs with_mask = init;
-  with_mask.mask = read_image(dir / "mask_b.png").value();  // 40x56 against a 48x32 init image
-  EXPECT_NE(error_of(*sd1, p, with_mask).find("mask: is 40x56, the init image 48x32"), std::string::npos)
+  with_mask.mask = flat_mask(w + 8, h + 16, 255);
+  EXPECT_NE(error_of(*sd1, p, with_mask).find(cat("mask: is ", w + 8, "x", h + 16, ", the init image ", w, "x", h)),
+            std::string::npos)
       << error_of(*sd1, p, with_mask);
-  with_mask.mask = read_image(dir / "mask.png").value();
+  with_mask.mask = flat_mask(w, h, 255);
   GenerationParams q = p;
   q.resize_mode = 3;
   EXPECT_NE(error_of(*sd1, q, with_mask).find("resize_mode: 3"), std::string::npos) << error_of(*sd1, q, with_mask);
@@ -286,7 +332,7 @@ TEST(SdPipeline, SdeNoiseFollowsEachBatchsSeeds) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
   auto rt = Runtime::create().value();
   Context ctx = rt->context();
-  auto sd = first_sd1_txt2img_model(ctx, dir, read_json(dir / "info.json"));
+  auto sd = first_sd1_model(ctx, dir, read_json(dir / "info.json"), 4);
   ASSERT_TRUE(sd);
   GenerationParams p = small_request(3, 5);
   p.sampler_name = "DPM++ 2M SDE";
@@ -309,7 +355,7 @@ TEST(SdPipeline, InterruptAndSkipFinishWithWhatTheyHave) {
   const fs::path dir = testing::set_dir("sd_pipeline_tiny");
   auto rt = Runtime::create().value();
   Context ctx = rt->context();
-  auto sd = first_sd1_txt2img_model(ctx, dir, read_json(dir / "info.json"));
+  auto sd = first_sd1_model(ctx, dir, read_json(dir / "info.json"), 4);
   ASSERT_TRUE(sd);
   GenerationParams p = small_request(4, 5);
   p.n_iter = 2;
@@ -338,7 +384,13 @@ TEST(SdPipeline, ClearErrorsForWrongInput) {
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message().find("no such file"), std::string::npos);
   // A TAESD file is a checkpoint, but not a Stable Diffusion one.
-  auto wrong = StableDiffusion::load(ctx, testing::set_dir("taef2_real") / "taef2_decoder.safetensors");
+  fs::path taesd;
+  for (const auto& e : fs::directory_iterator(testing::set_dir("taef2_real"))) {
+    auto ck = Checkpoint::open(e.path());
+    if (ck.ok() && recognize(*ck) && recognize(*ck)->family == "taesd") taesd = e.path();
+  }
+  ASSERT_FALSE(taesd.empty()) << "no TAESD weights in taef2_real";
+  auto wrong = StableDiffusion::load(ctx, taesd);
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.error().message().find("not a Stable Diffusion"), std::string::npos) << wrong.error().message();
 }

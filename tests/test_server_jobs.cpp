@@ -123,10 +123,10 @@ TEST_F(JobsServer, SubmitGetListAndFetchTheImage) {
   EXPECT_EQ(image->height, 32);
 
   // img2img with a base64 upload; the stored file's path is not shown back.
-  std::ifstream in(testing::set_dir("sd_pipeline_tiny") / "init.png", std::ios::binary);
+  std::ifstream in(testing::first_init_image(), std::ios::binary);
   const std::string init((std::istreambuf_iterator<char>(in)), {});
   json req = tiny_request("a blue ball");
-  const auto init_image = read_image(testing::set_dir("sd_pipeline_tiny") / "init.png").value();
+  const auto init_image = read_image(testing::first_init_image()).value();
   req["width"] = init_image.width;
   req["height"] = init_image.height;
   req["init_images"] = {base64_encode({reinterpret_cast<const uint8_t*>(init.data()), init.size()})};

@@ -109,7 +109,7 @@ TEST_F(OpenAiServer, GenerationsAnswerOpenAiShape) {
 
 TEST_F(OpenAiServer, EditsTakeMultipartAndOpenAiMasks) {
   start();
-  const Image init = read_image(testing::set_dir("sd_pipeline_tiny") / "init.png").value();
+  const Image init = read_image(testing::first_init_image()).value();
   // OpenAI mask: transparent = edit; the left half transparent.
   Image mask{init.width, init.height, 4, std::vector<uint8_t>(size_t(init.width) * init.height * 4, 255), {}};
   for (int y = 0; y < init.height; ++y)

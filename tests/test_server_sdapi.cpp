@@ -25,12 +25,12 @@ using testing::http_request;
 class SdApiServer : public ::testing::Test {
  protected:
   void SetUp() override {
-    const fs::path set = testing::set_dir("sd_pipeline_tiny");
     root = fs::temp_directory_path() / ("easel_sdapi_" + std::to_string(::getpid()));
     fs::remove_all(root);
     model_file = testing::make_tiny_models_dir(root / "models");
     ASSERT_FALSE(model_file.empty()) << "the set has no SD 1.x single-file checkpoint";
-    init_png = set / "init.png";
+    init_png = testing::first_init_image();
+    ASSERT_FALSE(init_png.empty()) << "the set has no img2img case";
     server::ServeOptions o = testing::test_serve_options(root);
     app = std::make_unique<server::ServerApp>(o);
     ASSERT_TRUE(app->start().ok());

@@ -37,7 +37,8 @@ class ServerValidation : public ::testing::Test {
     root = fs::temp_directory_path() / ("easel_validation_" + std::to_string(::getpid()));
     fs::remove_all(root);
     ASSERT_FALSE(testing::make_tiny_models_dir(root / "models").empty()) << "the set has no SD 1.x checkpoint";
-    init_png = testing::set_dir("sd_pipeline_tiny") / "init.png";
+    init_png = testing::first_init_image();
+    ASSERT_FALSE(init_png.empty()) << "the set has no img2img case";
     app = std::make_unique<server::ServerApp>(testing::test_serve_options(root));
     const Status s = app->start();
     ASSERT_TRUE(s.ok()) << s.error().message();

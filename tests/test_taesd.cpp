@@ -49,7 +49,7 @@ GoldenSet load_set(const std::string& name) {
 struct TraceCheck {
   const Checkpoint& cases;
   std::string case_name;
-  int compared = 0;
+  std::set<std::string> compared;
   float worst = 0;
   void operator()(std::string_view name, const Tensor& t) {
     const std::string key = case_name + "." + std::string(name);
@@ -57,9 +57,17 @@ struct TraceCheck {
     const float err = testing::max_abs_diff(t, cases.get(key).value());
     EXPECT_LE(err, kTolerance) << key;
     worst = std::max(worst, err);
-    ++compared;
+    compared.insert(key);
   }
 };
+
+// The per-layer activations the set has for one case: "<case>.encoder.<i>" and "<case>.decoder.<i>".
+std::set<std::string> layer_keys(const Checkpoint& cases, const std::string& case_name) {
+  std::set<std::string> keys;
+  for (const std::string& n : cases.names())
+    if (n.starts_with(case_name + ".encoder.") || n.starts_with(case_name + ".decoder.")) keys.insert(n);
+  return keys;
+}
 
 TEST(Taesd, RecognisesTheVariantFromTensors) {
   GoldenSet s = load_set("taef2_real");
@@ -81,26 +89,28 @@ TEST(Taesd, MatchesReferenceLayerByLayer) {
   ASSERT_TRUE(taesd.ok()) << taesd.error().message();
   ASSERT_TRUE(taesd->has_encoder() && taesd->has_decoder());
 
+  size_t layers_compared = 0;
   for (const std::string& c : s.case_names) {
     SCOPED_TRACE(c);
+    // Every case has its latents and decoded image; the set's layer activations are all traced.
+    ASSERT_TRUE(s.cases->find(c + ".latents")) << "the set has no " << c << ".latents";
+    ASSERT_TRUE(s.cases->find(c + ".decoded")) << "the set has no " << c << ".decoded";
     TraceCheck check{*s.cases, c};
     ctx.on_trace = std::ref(check);
     Tensor latents = taesd->encode(ctx, s.cases->get(c + ".image").value());
-    float latents_err = -1, decoded_err = -1;
-    if (s.cases->find(c + ".latents")) {
-      latents_err = testing::max_abs_diff(latents, s.cases->get(c + ".latents").value());
-      EXPECT_LE(latents_err, kTolerance) << c << ".latents";
-      // Decode the reference latents, so the decoder is judged on its own.
-      Tensor decoded = taesd->decode(ctx, s.cases->get(c + ".latents").value());
-      if (s.cases->find(c + ".decoded")) {
-        decoded_err = testing::max_abs_diff(decoded, s.cases->get(c + ".decoded").value());
-        EXPECT_LE(decoded_err, kTolerance) << c << ".decoded";
-      }
-    }
+    const float latents_err = testing::max_abs_diff(latents, s.cases->get(c + ".latents").value());
+    EXPECT_LE(latents_err, kTolerance) << c << ".latents";
+    // Decode the reference latents, so the decoder is judged on its own.
+    Tensor decoded = taesd->decode(ctx, s.cases->get(c + ".latents").value());
+    const float decoded_err = testing::max_abs_diff(decoded, s.cases->get(c + ".decoded").value());
+    EXPECT_LE(decoded_err, kTolerance) << c << ".decoded";
     ctx.on_trace = nullptr;
-    std::cout << c << ": " << check.compared << " traced layers, max abs error " << check.worst << "; latents "
+    EXPECT_EQ(check.compared, layer_keys(*s.cases, c)) << "every layer activation of the set is traced";
+    layers_compared += check.compared.size();
+    std::cout << c << ": " << check.compared.size() << " traced layers, max abs error " << check.worst << "; latents "
               << latents_err << ", decoded " << decoded_err << "\n";
   }
+  EXPECT_GT(layers_compared, 0u) << "the set traces no encoder or decoder layer";
 }
 
 double psnr_uint8(const Image& a, const Image& b) {

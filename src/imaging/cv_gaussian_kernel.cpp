@@ -1,14 +1,9 @@
 // See cv_gaussian_kernel.h. OpenCV computes these kernels with softdouble (Berkeley SoftFloat),
 // i.e. IEEE double operations rounded to nearest even; the same operations on hardware doubles
 // give the same bits as long as the compiler does not fuse a multiply and an add on its own
-// (-march=native enables FMA), hence the pragma. The one fused multiply-add OpenCV does
+// (-march=native enables FMA): cmake/source_properties.cmake compiles this file with
+// -ffp-contract=off. The one fused multiply-add OpenCV does
 // (mulAdd, for the default sigma) is written with std::fma.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 #include "imaging/cv_gaussian_kernel.h"
 
 #include <bit>

@@ -3,13 +3,8 @@
 // 3 passes of a box blur along x, then 3 along y, each pass rounding to 8 bits.
 //
 // The radius arithmetic is in C float, in Pillow's order; the compiler must not fuse a multiply
-// and an add (-march=native enables FMA), hence the pragma.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
+// and an add (-march=native enables FMA): cmake/source_properties.cmake compiles this file with
+// -ffp-contract=off.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -6,13 +6,8 @@
 // libImaging/Geometry.c ImagingScaleAffine (NEAREST).
 //
 // Every floating-point step below is one rounding step of Pillow's C code, in the same order:
-// the compiler must not fuse a multiply and an add (-march=native enables FMA), hence the pragma.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
+// the compiler must not fuse a multiply and an add (-march=native enables FMA):
+// cmake/source_properties.cmake compiles this file with -ffp-contract=off.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

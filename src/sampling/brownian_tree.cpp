@@ -3,9 +3,8 @@
 // BrownianTreeNoiseSampler) and A1111 1.10 create_noise_sampler, in our words.
 //
 // Every float32 operation below is the one torch performs, in the same order, so the results are
-// the same bits. The compiler must not fuse a multiply and an add (-march=native enables FMA),
-// hence the pragma.
-#pragma GCC optimize("fp-contract=off")
+// the same bits. The compiler must not fuse a multiply and an add (-march=native enables FMA):
+// cmake/source_properties.cmake compiles this file with -ffp-contract=off.
 
 #include "sampling/brownian_tree.h"
 

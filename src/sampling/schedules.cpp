@@ -3,9 +3,8 @@
 //
 // The tables must be torch's float32 bits, not just close: the SDE samplers' Brownian tree rounds
 // its query times (the sigmas) to 1e-6. Torch multiplies and adds separately, so the compiler
-// must not fuse them (-march=native enables FMA), hence the pragma.
-#pragma GCC optimize("fp-contract=off")
-
+// must not fuse them (-march=native enables FMA): cmake/source_properties.cmake compiles this
+// file with -ffp-contract=off.
 #include "sampling/schedules.h"
 
 #include <algorithm>

@@ -1,14 +1,8 @@
 // See torch_rng.h. Every floating-point operation below is one rounding step of torch's own
 // computation, in the same order. The compiler must not fuse a multiply and an add that we wrote
 // separately (that would skip a rounding torch did), so contraction is switched off for this file;
-// the FMAs that torch's binary executed are written out with std::fma. (CMake also passes
-// -ffp-contract=off for this file, see cmake/source_properties.cmake.)
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
+// the FMAs that torch's binary executed are written out with std::fma (see
+// cmake/source_properties.cmake).
 #include "sampling/torch_rng.h"
 
 #include <bit>

@@ -387,7 +387,9 @@ def run(page, base_url, restart_server, empty_url, model_file, init_png, out):
     node = page.call("DOM.querySelector", nodeId=doc, selector=f"{i2i} [name=init_file]")["nodeId"]
     page.call("DOM.setFileInputFiles", nodeId=node, files=[init_png])
     page.wait(f"!document.querySelector('{i2i} .stack').hidden", "the init image")
-    assert page.eval(f"document.querySelector('{i2i} [name=width]').value") == "48"
+    with open(init_png, "rb") as png:  # the form takes the image's width to a multiple of 8 (app.js setInitImage)
+        init_width = struct.unpack(">I", png.read(24)[16:20])[0]
+    assert page.eval(f"document.querySelector('{i2i} [name=width]').value") == str(max(8, int(init_width / 8 + 0.5) * 8))
     page.fill(f"{i2i} [name=prompt]", "a blue cube")
     page.fill(f"{i2i} [name=steps]", 3)
     page.fill(f"{i2i} [name=denoising_strength]", 0.6)
@@ -558,7 +560,11 @@ def main():
         with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/json/list", timeout=10) as r:
             targets = json.load(r)
         page = Page(next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page"))
-        run(page, base_url, restart_server, empty_url, model_file, os.path.join(args.data, "sd_pipeline_tiny", "init.png"), out)
+        set_dir = os.path.join(args.data, "sd_pipeline_tiny")
+        cases = json.load(open(os.path.join(set_dir, "cases.json")))["cases"]
+        init_png = os.path.join(set_dir, next(c["request"]["init_images"][0] for c in cases.values()
+                                              if "init_images" in c["request"]))  # the first case's with one
+        run(page, base_url, restart_server, empty_url, model_file, init_png, out)
         print(f"PASS browser UI test in {time.monotonic() - started:.1f} s; screenshots in {out}")
         return 0
     except Exception as e:

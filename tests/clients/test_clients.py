@@ -27,6 +27,12 @@ def ensure_venv():
     os.execv(py, [py, *sys.argv])
 
 
+def first_init_image():
+    """The init image of the set's first case with one (the tests never name a file of the set)."""
+    cases = json.load(open(os.path.join(DATA, "cases.json")))["cases"]
+    return os.path.join(DATA, next(c["request"]["init_images"][0] for c in cases.values() if "init_images" in c["request"]))
+
+
 def make_models_dir(root):
     """The set's first SD 1.x 4-channel checkpoint and its sidecar (as tests/test_server_sdapi.cpp builds it)."""
     info = json.load(open(os.path.join(DATA, "info.json")))
@@ -139,7 +145,7 @@ def main():
     servers = []
     try:
         make_models_dir(root)
-        init = Image.open(os.path.join(DATA, "init.png")).convert("RGB").resize((48, 32))
+        init = Image.open(first_init_image()).convert("RGB").resize((48, 32))
         mask = Image.new("L", (48, 32), 0)
         mask.paste(255, (0, 0, 24, 32))
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/data/brownian_tree/: A1111's Brownian-tree noise for the SDE samplers.
 
-Run from the source root:  /work/venv-refgen/bin/python tools/refgen/brownian_tree.py
+Run from the source root:  /work/venv-refgen/bin/python tools/refgen/brownian_tree.py [--out DIR] [--seed N]
+(--seed N: other tree and sampler seeds, the same kinds of cases; see refgen_args.py)
 
 What runs what (see tests/data/brownian_tree/README.md):
   * numpy 1.26.4 `SeedSequence` (generate_state uint32 / uint64), run as is.
@@ -23,6 +24,7 @@ os.environ["ATEN_CPU_CAPABILITY"] = "avx2"  # before torch is imported (see the 
 import importlib.util
 import json
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -30,7 +32,10 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-OUT = os.path.join(ROOT, "tests", "data", "brownian_tree")
+sys.path.insert(0, HERE)
+import refgen_args  # noqa: E402
+
+SEED = None  # --seed: None for the committed set
 
 
 def load_samplers_module():
@@ -123,12 +128,17 @@ def tree_cases():
         dict(seeds=[31337, 31338, 31339], shape=[4, 8, 8], table=cut, queries=descending_queries(cut),
              note="img2img-cut range: the tree spans only the tail (what a cut-range tree would give)"),
     ]
+    # With --seed the same kinds of trees get other seeds: one offset for all, so the large ones stay
+    # large (two 32-bit words) and each tree's seeds stay consecutive.
+    offset = refgen_args.seeded(0, SEED, "brownian_tree.trees")
+    for d in defs:
+        d["seeds"] = [s + offset for s in d["seeds"]]
     # repeated, ascending, out-of-order, nested and clamped queries on one tree
     tbl = k8
     mixed = [(tbl[3], tbl[4]), (tbl[0], tbl[1]), (tbl[3], tbl[4]), (tbl[4], tbl[3]), (tbl[1], tbl[6]),
              (torch.tensor(2.5), torch.tensor(0.75)), (tbl[6], tbl[0]), (torch.tensor(20.0), tbl[2]),
              (tbl[6], torch.tensor(0.001)), (torch.tensor(5.0), torch.tensor(5.0 + 2e-6)), (tbl[2], tbl[5])]
-    defs.append(dict(seeds=[42, 43], shape=[4, 8, 8], table=tbl, queries=mixed,
+    defs.append(dict(seeds=[42 + offset, 43 + offset], shape=[4, 8, 8], table=tbl, queries=mixed,
                      note="repeats, ascending, out of order, spanning, clamped to the range, 2e-6 apart"))
     return defs
 
@@ -307,7 +317,7 @@ def sampler_cases():
     for i, c in enumerate(cases):
         c["cfg_scale"] = 3.0
         c["batch"] = 2
-        c["seed"] = seeds[i]
+        c["seed"] = refgen_args.seeded(seeds[i], SEED, f"brownian_tree.case{i}")
         parts = [c["sampler"].replace(" ", "_").replace("+", "p"), c["schedule"], str(c["steps"]), c["prediction"]]
         if "strength" in c:
             parts.append(f"strength{c['strength']}")
@@ -316,9 +326,12 @@ def sampler_cases():
 
 
 def main():
+    global SEED
     from safetensors.torch import save_file
     import k_diffusion  # noqa: F401  (the stand-in package samplers.py set up)
     import safetensors
+    args = refgen_args.parse("brownian_tree", __doc__)
+    OUT, SEED = args.out, args.seed
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="Should have", category=UserWarning)  # torchsde clamping
     facts = check_facts()
@@ -337,6 +350,8 @@ def main():
                 "numpy": np.__version__, "safetensors": safetensors.__version__,
                 "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "a1111": "1.10 (create_noise_sampler and the torchsde randn hook re-implemented)"}
+    if SEED is not None:
+        versions["seed"] = str(SEED)
     info = {
         "versions": versions,
         "tree": {"library": "torchsde.BrownianTree via k_diffusion.sampling.BrownianTreeNoiseSampler",

@@ -14,7 +14,8 @@ random configs with the real architectures.
             The generator asserts that CLIPTextModelWithProjection with the converted weights
             reproduces open_clip's hidden states.
 
-Run: /work/venv-refgen/bin/python tools/refgen/clip_text.py   (writes tests/data/clip_text_tiny/)
+Run: /work/venv-refgen/bin/python tools/refgen/clip_text.py [--out DIR] [--seed N]  (writes tests/data/clip_text_tiny/)
+(--seed N: other weights, token ids, prompt lengths, batch sizes, layer and head counts; see refgen_args.py)
 """
 import json
 import os
@@ -30,7 +31,10 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "clip_text_tiny")
+import refgen_args
+
+OUT = None  # set by main from --out
+SEED = None  # --seed: None for the committed set
 
 VOCAB = 256          # tiny vocabulary; BOS / EOS are its two highest ids, as 49406 / 49407 are in CLIP's
 BOS, EOS = VOCAB - 2, VOCAB - 1
@@ -73,6 +77,12 @@ def token_cases(gen, pad_id):
         words = torch.randint(1, BOS, (n_words,), generator=gen).tolist()
         ids = [BOS] + words + [EOS]
         return ids + [pad_id] * (CONTEXT - len(ids))
+    rng = refgen_args.choices(SEED, f"clip_text.cases.{pad_id}")
+    if rng is not None:  # other prompt lengths and batch sizes; still a full chunk and an empty prompt
+        return {
+            "case0": torch.tensor([seq(rng.randint(1, 74)) for _ in range(rng.randint(1, 3))], dtype=torch.int64),
+            "case1": torch.tensor([seq(0), seq(75)] if rng.random() < 0.5 else [seq(75), seq(0)], dtype=torch.int64),
+        }
     return {
         "case0": torch.tensor([seq(12)], dtype=torch.int64),
         "case1": torch.tensor([seq(75), seq(0)], dtype=torch.int64),  # a full chunk and an empty prompt
@@ -215,10 +225,17 @@ def openclip_flavour(gen, cases, acts_out, config_out):
 
 
 def main():
+    global OUT, SEED, LAYERS, HEADS, META
+    args = refgen_args.parse("clip_text_tiny", __doc__)
+    OUT, SEED = args.out, args.seed
+    rng = refgen_args.choices(SEED, "clip_text.shape")
+    if rng is not None:  # other depths and head sizes (heads stay something width / 64 cannot give)
+        LAYERS, HEADS = rng.randint(2, 4), rng.choice([2, 4, 8])
+        META = {"versions": json.dumps(dict(VERSIONS, seed=str(SEED)), sort_keys=True)}
     os.makedirs(OUT, exist_ok=True)
-    torch.manual_seed(0)
+    torch.manual_seed(refgen_args.seeded(0, SEED, "clip_text.init"))
     torch.use_deterministic_algorithms(True)
-    gen = torch.Generator().manual_seed(1234)
+    gen = torch.Generator().manual_seed(refgen_args.seeded(1234, SEED, "clip_text.weights"))
     acts, config = {}, {}
     openai_flavour(gen, token_cases(gen, pad_id=EOS), acts, config)
     openclip_flavour(gen, token_cases(gen, pad_id=0), acts, config)

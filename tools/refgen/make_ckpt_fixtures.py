@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes the PyTorch checkpoint fixtures of tests/test_torch_checkpoint.cpp (tests/data/torch_ckpt/).
 
-Run from the source root:  python3 tools/refgen/make_ckpt_fixtures.py
+Run from the source root:  python3 tools/refgen/make_ckpt_fixtures.py [--out DIR] [--seed N]
+(The fixtures test the file format, not numbers: their contents are fixed, and --seed, taken so that
+every generator has the same command line, changes nothing.)
 
 Uses the Python standard library only (pickle, zipfile, struct, json): PyTorch itself could not be
 installed where this was written (the CPU wheel index was unreachable). The files reproduce the
@@ -34,7 +36,10 @@ import sys
 import types
 import zipfile
 
-OUT = os.path.join("tests", "data", "torch_ckpt")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import refgen_args  # noqa: E402
+
+OUT = None  # set by main from --out
 PWNED = "/tmp/easel_pwned_fixture"
 
 # --- stand-ins for the torch objects that torch.save pickles --------------------------------------
@@ -283,6 +288,8 @@ def malicious():
 
 
 def main():
+    global OUT
+    OUT = refgen_args.parse("torch_ckpt", __doc__).out
     os.makedirs(os.path.join(OUT, "malicious"), exist_ok=True)
     ck, exp = sd_like()
     save(os.path.join(OUT, "sd_like.ckpt"), ck)

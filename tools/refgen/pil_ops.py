@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/data/pil_ops/: Pillow and OpenCV image operations on 8-bit images, bit for bit.
 
-Run from the source root:  /work/venv-refgen/bin/python tools/refgen/pil_ops.py
+Run from the source root:  /work/venv-refgen/bin/python tools/refgen/pil_ops.py [--out DIR] [--seed N]
+(--seed N: other noise and random bytes in every input image, the same cases; see refgen_args.py)
 
 AUTOMATIC1111's img2img / inpaint preprocessing (modules/images.py resize_image, modules/masking.py,
 processing.py) is written with Pillow and cv2; easel's src/imaging reproduces the calls it makes.
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import struct
+import sys
 
 import cv2
 import numpy as np
@@ -23,7 +25,16 @@ from PIL import Image, ImageFilter, ImageOps
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-OUT = os.path.join(ROOT, "tests", "data", "pil_ops")
+sys.path.insert(0, HERE)
+import refgen_args  # noqa: E402
+
+OUT = None  # set by main from --out
+SEED = None  # --seed: None for the committed set
+
+
+def input_rng(seed):
+    """numpy's generator for one input image: its own seed in the committed set, else one from --seed."""
+    return np.random.default_rng(refgen_args.seeded(seed, SEED, f"pil_ops.input{seed}"))
 
 # Pillow mode -> how the PNG stores it. "RGBa" (premultiplied) has no PNG form: its raw bytes are
 # stored as an RGBA PNG and the case says "RGBa".
@@ -42,7 +53,7 @@ FILTERS = {
 # --- inputs -------------------------------------------------------------------------------------
 def structured_rgb(w, h, seed):
     """Gradients + noise + a hard-edged rectangle and a disc: every filter has something to do."""
-    rng = np.random.default_rng(seed)
+    rng = input_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     r = 255 * x / max(w - 1, 1)
     g = 255 * y / max(h - 1, 1)
@@ -56,7 +67,7 @@ def structured_rgb(w, h, seed):
 
 def soft_alpha(w, h, seed):
     """0 at the borders, 255 in the middle, a soft ramp between, plus a transparent notch."""
-    rng = np.random.default_rng(seed)
+    rng = input_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     d = np.sqrt(((x - w / 2) / (w / 2)) ** 2 + ((y - h / 2) / (h / 2)) ** 2)
     a = np.clip((1.0 - d) * 2.2, 0, 1) * 255 + rng.normal(0, 6, (h, w))
@@ -66,7 +77,7 @@ def soft_alpha(w, h, seed):
 
 def soft_mask(w, h, seed):
     """An inpaint mask: a hard-edged block and a soft-edged ellipse, zero at the borders."""
-    rng = np.random.default_rng(seed)
+    rng = input_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     d = np.sqrt(((x - 0.6 * w) / (0.25 * w)) ** 2 + ((y - 0.5 * h) / (0.3 * h)) ** 2)
     m = np.clip((1.3 - d) / 0.6, 0, 1) * 255 + rng.normal(0, 4, (h, w)) * (d < 1.3)
@@ -88,7 +99,7 @@ def make_inputs():
     rgba = np.dstack([structured_rgb(23, 17, 2), soft_alpha(23, 17, 3)])
     la = np.dstack([structured_rgb(23, 17, 4)[..., 0], soft_alpha(23, 17, 5)])
     small_rgba = np.dstack([structured_rgb(20, 14, 6), soft_alpha(20, 14, 7)])
-    rng = np.random.default_rng(8)
+    rng = input_rng(8)
     raw_rgba = rng.integers(0, 256, (9, 11, 4), dtype=np.uint8)  # colour > alpha too: clipping
     raw_rgba[0, :, 3] = 0
     raw_rgba[1, :, 3] = 255
@@ -355,6 +366,9 @@ def crop_bbox_point_cases(c):
 
 
 def main():
+    global OUT, SEED
+    args = refgen_args.parse("pil_ops", __doc__)
+    OUT, SEED = args.out, args.seed
     # Everything here is generated but the hand-written README.md.
     os.makedirs(OUT, exist_ok=True)
     for name in os.listdir(OUT):
@@ -374,6 +388,8 @@ def main():
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    if SEED is not None:
+        versions["seed"] = str(SEED)
     with open(os.path.join(OUT, "cases.json"), "w") as fh:
         json.dump({"versions": versions, "inputs": sorted(c.input_files), "cases": c.cases}, fh,
                   indent=1, sort_keys=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/data/samplers/: A1111 samplers and schedules on the SD discrete DDPM schedule.
 
-Run from the source root:  /work/venv-refgen/bin/python tools/refgen/samplers.py
+Run from the source root:  /work/venv-refgen/bin/python tools/refgen/samplers.py [--out DIR] [--seed N]
+(--seed N: other case seeds and another latent shape per image; see refgen_args.py)
 
 What runs what (see tests/data/samplers/README.md for the full story):
   * k-diffusion samplers (Euler, Euler a, Heun, DPM2, DPM2 a, LMS, DPM++ 2M, DPM++ 2M SDE (+Heun),
@@ -33,7 +34,10 @@ import torch
 torch.set_num_threads(1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-OUT = os.path.join(ROOT, "tests", "data", "samplers")
+sys.path.insert(0, HERE)
+import refgen_args  # noqa: E402
+
+SEED = None  # --seed: None for the committed set
 
 
 # --- k-diffusion, loaded by file path (its package __init__ imports a training stack) ---
@@ -565,7 +569,7 @@ def build_cases():
         c.setdefault("cfg_scale", 3.0)
         c.setdefault("phi", 0.7 if i % 5 == 2 else 0.0)
         c.setdefault("batch", 2)
-        c["seed"] = 1000 + 17 * i
+        c["seed"] = refgen_args.seeded(1000 + 17 * i, SEED, f"samplers.case{i}")
         parts = [c["sampler"].replace(" ", "_").replace("+", "p"), c["schedule"].replace(" ", "_"),
                  str(c["steps"]), c["prediction"]]
         for k in ["eta", "s_noise", "strength", "ensd"]:
@@ -640,8 +644,14 @@ def cross_check_diffusers():
 
 
 def main():
+    global SEED, SHAPE
     from safetensors.torch import save_file
     import diffusers, scipy, safetensors
+    args = refgen_args.parse("samplers", __doc__)
+    OUT, SEED = args.out, args.seed
+    rng = refgen_args.choices(SEED, "samplers.shape")
+    if rng is not None:  # another latent size per image (any numel: torch's serial and 16-wide paths)
+        SHAPE = (4, rng.randint(1, 6), rng.randint(1, 6))
     worst = cross_check_diffusers()
     cases = build_cases()
     tensors = {}
@@ -652,6 +662,8 @@ def main():
     versions = {"torch": torch.__version__, "k-diffusion": "0.1.1.post1", "diffusers": diffusers.__version__,
                 "scipy": scipy.__version__, "numpy": np.__version__, "safetensors": safetensors.__version__,
                 "a1111": "1.10 (algorithms re-implemented: schedulers, LCM, DDIM, PLMS, UniPC)"}
+    if SEED is not None:
+        versions["seed"] = str(SEED)
     info = {
         "versions": versions,
         "schedule": {"type": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000},

@@ -4,7 +4,9 @@ AUTOMATIC1111's webui (1.10) runs them on the CPU, on tiny random models with th
 architectures, with the SD1 checkpoint in the three layouts users have (original single-file
 .safetensors, the same dict as a torch-pickle .ckpt, a diffusers folder).
 
-Run from the source root:  /work/venv-refgen/bin/python tools/refgen/sd_pipeline.py
+Run from the source root:  /work/venv-refgen/bin/python tools/refgen/sd_pipeline.py [--out DIR] [--seed N]
+(--seed N: other weights, input images and their sizes, case seeds, plain prompts and request sizes,
+the same kinds of cases; see refgen_args.py and vary_cases below)
 
 The A1111 rules reproduced are written out below in our own words (A1111 is not a package); each
 function names the A1111 file/function it follows. The set's README.md lists the files, keys, the
@@ -40,7 +42,8 @@ from diffusers.loaders.single_file_utils import (LDM_UNET_KEY, convert_ldm_clip_
 from transformers import CLIPTextConfig, CLIPTextModel
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-OUT = os.path.join(ROOT, "tests", "data", "sd_pipeline_tiny")
+OUT = None  # set by main from --out
+SEED = None  # --seed: None for the committed set
 BPE = os.path.join(ROOT, "tests", "data", "clip_tokenizer", "bpe_simple_vocab_16e6.txt.gz")
 
 torch.set_num_threads(1)  # deterministic reductions
@@ -182,6 +185,7 @@ def make_sd2_text(gen):
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from unet_sd import to_original as unet_name_to_ldm  # noqa: E402
 from vae_kl import diffusers_to_ldm as vae_names_to_ldm  # noqa: E402
+import refgen_args  # noqa: E402
 
 
 def unet_to_ldm(unet):
@@ -902,35 +906,75 @@ def cases():
                                                      override_settings={"sd_model_checkpoint": "sd1.safetensors"},
                                                      **dict(inpaint, init_images=["init_b.png"], mask="mask_b.png",
                                                             mask_blur=2, resize_mode=2)))
+    return C if SEED is None else vary_cases(C, refgen_args.choices(SEED, "sd_pipeline.cases"))
+
+
+PLAIN_PROMPTS = ["a small boat on a calm lake", "an old stone bridge in autumn", "a bowl of oranges on a table",
+                 "a snowy mountain cabin at night", "a green parrot on a branch", "a city street in the rain",
+                 "a field of sunflowers under a blue sky", "a teapot", ""]
+NEGATIVE_PROMPTS = ["blurry", "low quality, jpeg artifacts", "dark", "text, watermark", ""]
+
+
+def vary_cases(C, rng):
+    """--seed: the same kinds of cases (sampler, schedule, model, options, the prompts whose syntax a case
+    is about) with other seeds and variation seeds, other plain prompts and negative prompts, and other
+    sizes (multiples of 8; any size runs through A1111's resize rules)."""
+    for name, (_, req) in C.items():
+        req["seed"] = rng.randrange(0, 2 ** 32)
+        if req["subseed"] != -1:
+            req["subseed"] = rng.randrange(0, 2 ** 32)
+        plain = req["prompt"] != LONG_PROMPT and not re.search(r"[()]|BREAK", req["prompt"])
+        if plain:
+            req["prompt"] = rng.choice(PLAIN_PROMPTS)
+        if req["negative_prompt"] and "BREAK" not in req["negative_prompt"]:
+            req["negative_prompt"] = rng.choice(NEGATIVE_PROMPTS)
+        req["width"], req["height"] = 8 * rng.randint(3, 8), 8 * rng.randint(3, 8)
     return C
 
 
+def input_sizes():
+    """(width, height) of init.png and its masks, and of init_b.png / mask_b.png: the committed 48x32 and
+    40x56, or with --seed other multiples of 8 (at least 32, so the small mask padded by 8 stays inside)."""
+    rng = refgen_args.choices(SEED, "sd_pipeline.images")
+    if rng is None:
+        return (48, 32), (40, 56)
+    side = lambda: 8 * rng.randint(4, 8)
+    return (side(), side()), (side(), side())
+
+
 def make_images(gen):
+    # Every position below is written for the committed sizes (48x32 and 40x56) and scaled to the
+    # sizes of input_sizes(): the scale is 1 and the images the committed ones without --seed.
+    (W, H), (WB, HB) = input_sizes()
+    x_ = lambda v: round(v * W / 48)
+    y_ = lambda v: round(v * H / 32)
     # a smooth colour gradient with a few blocks, 48x32 RGB; a binary mask (white = inpaint)
-    yy, xx = np.mgrid[0:32, 0:48].astype(np.float32)
-    img = np.stack([xx / 47 * 200 + 30, yy / 31 * 180 + 40, 128 + 60 * np.sin(xx / 7 + yy / 5)], axis=-1)
-    img[4:14, 6:20] = [220, 40, 60]
-    img += torch.rand(32, 48, 3, generator=gen).numpy() * 20
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    img = np.stack([xx / (W - 1) * 200 + 30, yy / (H - 1) * 180 + 40, 128 + 60 * np.sin(xx / 7 + yy / 5)], axis=-1)
+    img[y_(4):y_(14), x_(6):x_(20)] = [220, 40, 60]
+    img += torch.rand(H, W, 3, generator=gen).numpy() * 20
     init = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    m = np.zeros((32, 48), np.uint8)
-    m[8:24, 16:40] = 255
+    m = np.zeros((H, W), np.uint8)
+    m[y_(8):y_(24), x_(16):x_(40)] = 255
     out = {"init.png": init, "mask.png": Image.fromarray(m, "L")}
     # Inputs of the img2img / inpaint option cases, from their own generator (the ones above stay as they were).
-    g2 = torch.Generator().manual_seed(20250301)
-    yy, xx = np.mgrid[0:56, 0:40].astype(np.float32)  # another size and aspect: 40x56 (portrait)
-    img = np.stack([200 - yy / 55 * 150, 60 + xx / 39 * 160, 100 + 80 * np.cos(xx / 6 - yy / 9)], axis=-1)
-    img[30:44, 8:26] = [40, 200, 90]
-    img += torch.rand(56, 40, 3, generator=g2).numpy() * 24
+    g2 = torch.Generator().manual_seed(refgen_args.seeded(20250301, SEED, "sd_pipeline.images_b"))
+    xb = lambda v: round(v * WB / 40)
+    yb = lambda v: round(v * HB / 56)
+    yy, xx = np.mgrid[0:HB, 0:WB].astype(np.float32)  # another size and aspect: 40x56 (portrait)
+    img = np.stack([200 - yy / (HB - 1) * 150, 60 + xx / (WB - 1) * 160, 100 + 80 * np.cos(xx / 6 - yy / 9)], axis=-1)
+    img[yb(30):yb(44), xb(8):xb(26)] = [40, 200, 90]
+    img += torch.rand(HB, WB, 3, generator=g2).numpy() * 24
     out["init_b.png"] = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    m = np.zeros((56, 40), np.uint8)
-    m[22:48, 6:30] = 255  # a rectangle with a soft (gray) step on one side: masks are not thresholded
-    m[22:48, 30:33] = 160
+    m = np.zeros((HB, WB), np.uint8)
+    m[yb(22):yb(48), xb(6):xb(30)] = 255  # a rectangle with a soft (gray) step on one side: masks are not thresholded
+    m[yb(22):yb(48), xb(30):xb(30) + 3] = 160
     out["mask_b.png"] = Image.fromarray(m, "L")
-    m = np.zeros((32, 48), np.uint8)  # small, away from the borders (also after padding 8)
-    m[13:19, 20:29] = 255
+    m = np.zeros((H, W), np.uint8)  # small, away from the borders (also after padding 8)
+    m[y_(13):y_(13) + 6, x_(20):x_(20) + 9] = 255
     out["mask_small.png"] = Image.fromarray(m, "L")
-    ry, rx = np.mgrid[0:32, 0:48].astype(np.float32)  # an ellipse cut by the right border
-    m = (((rx - 44) / 9) ** 2 + ((ry - 12) / 7) ** 2 <= 1).astype(np.uint8) * 255
+    ry, rx = np.mgrid[0:H, 0:W].astype(np.float32)  # an ellipse cut by the right border
+    m = (((rx - (W - 4)) / 9) ** 2 + ((ry - y_(12)) / 7) ** 2 <= 1).astype(np.uint8) * 255
     out["mask_edge.png"] = Image.fromarray(m, "L")
     return out
 
@@ -1077,11 +1121,15 @@ def keep_stored_case(cname, stored, out, pngs, tensors, case_json):
 
 
 def main():
-    global TOKENIZER
+    global TOKENIZER, OUT, SEED, META
+    args = refgen_args.parse("sd_pipeline_tiny", __doc__)
+    OUT, SEED = args.out, args.seed
+    if SEED is not None:
+        META = {"versions": json.dumps(dict(VERSIONS, seed=str(SEED)), sort_keys=True)}
     TOKENIZER = Tokenizer()
     check_prompts()
     os.makedirs(OUT, exist_ok=True)
-    gen = torch.Generator().manual_seed(20240611)
+    gen = torch.Generator().manual_seed(refgen_args.seeded(20240611, SEED, "sd_pipeline.models"))
     acp = ldm_alphas_cumprod()
 
     vae = make_vae(gen)

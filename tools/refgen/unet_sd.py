@@ -2,7 +2,8 @@
 """Golden set tests/data/unet_sd_tiny: the Stable Diffusion 1.x / 2.x UNet (diffusers
 UNet2DConditionModel) on tiny random configs of the real architectures.
 
-Run from the source root:  /work/venv-refgen/bin/python tools/refgen/unet_sd.py
+Run from the source root:  /work/venv-refgen/bin/python tools/refgen/unet_sd.py [--out DIR] [--seed N]
+(--seed N: other weights, inputs, latent sizes, timesteps and context lengths; see refgen_args.py)
 
 Configs (see config.json for the full diffusers configs):
   sd1          SD 1.x shape: CrossAttnDownBlock2D x2 + DownBlock2D, UNetMidBlock2DCrossAttn,
@@ -44,7 +45,10 @@ from diffusers import UNet2DConditionModel
 from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
 from safetensors.torch import save_file
 
-OUT = os.path.join("tests", "data", "unet_sd_tiny")
+import refgen_args
+
+OUT = None  # set by main from --out
+SEED = None  # --seed: None for the committed set
 
 CONFIGS = {
     "sd1": dict(
@@ -130,14 +134,20 @@ def case_inputs(cfg, levels, gen):
     cin, ctx = cfg["in_channels"], cfg["cross_attention_dim"]
     m = 2 ** (levels - 1)
     odd = (2 * m - 1, 3 * m - 2 if levels > 2 else 2 * m + 1)  # not multiples of 2^(levels-1)
-    specs = [("case0", 1, (2 * m, 2 * m), [999.0]),
-             ("case1", 2, (2 * m, 3 * m), [801.0, 13.5]),
-             ("case2", 1, odd, [421.25])]
-    for name, n, (h, w), t in specs:
+    specs = [("case0", 1, (2 * m, 2 * m), [999.0], 77),
+             ("case1", 2, (2 * m, 3 * m), [801.0, 13.5], 77),
+             ("case2", 1, odd, [421.25], 77)]
+    rng = refgen_args.choices(SEED, f"unet_sd.cases.{cin}.{levels}.{ctx}")
+    if rng is not None:  # other sizes (case2 still not a multiple of 2^(levels-1)), timesteps, lengths
+        t = lambda: round(rng.uniform(0, 999), 2)
+        specs = [("case0", 1, (m * rng.randint(1, 3), m * rng.randint(1, 3)), [t()], 77),
+                 ("case1", 2, (m * rng.randint(1, 3), m * rng.randint(1, 3)), [t(), t()], rng.choice([77, 154])),
+                 ("case2", 1, (m * rng.randint(1, 3) + rng.choice([-1, 1]), m * rng.randint(1, 2) + 1), [t()], 77)]
+    for name, n, (h, w), t, tokens in specs:
         yield name, {
             "sample": torch.randn(n, cin, h, w, generator=gen),
             "timestep": torch.tensor(t, dtype=torch.float32),
-            "context": torch.randn(n, 77, ctx, generator=gen),
+            "context": torch.randn(n, tokens, ctx, generator=gen),
         }
 
 
@@ -161,15 +171,20 @@ def run(model, inputs, acts=None):
 
 
 def main():
+    global OUT, SEED
+    args = refgen_args.parse("unet_sd_tiny", __doc__)
+    OUT, SEED = args.out, args.seed
     os.makedirs(OUT, exist_ok=True)
     versions = {"torch": torch.__version__, "diffusers": diffusers.__version__,
                 "safetensors": safetensors.__version__, "python": platform.python_version()}
+    if SEED is not None:
+        versions["seed"] = str(SEED)
     config_json, cases = {}, {}
     for seed, (name, cfg) in enumerate(CONFIGS.items()):
-        torch.manual_seed(1000 + seed)
+        torch.manual_seed(refgen_args.seeded(1000 + seed, SEED, f"unet_sd.init.{name}"))
         model = UNet2DConditionModel(sample_size=16, norm_num_groups=32, **cfg).eval()
         # Random weights of a realistic scale (the default init leaves zero convs out and tiny norms).
-        gen = torch.Generator().manual_seed(2000 + seed)
+        gen = torch.Generator().manual_seed(refgen_args.seeded(2000 + seed, SEED, f"unet_sd.weights.{name}"))
         with torch.no_grad():
             for pname, p in model.named_parameters():
                 if pname.endswith("bias"):

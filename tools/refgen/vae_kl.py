@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes golden set tests/data/vae_kl_tiny/: the Stable Diffusion VAE (diffusers AutoencoderKL).
 
-Run from the source root:  /work/venv-refgen/bin/python tools/refgen/vae_kl.py
+Run from the source root:  /work/venv-refgen/bin/python tools/refgen/vae_kl.py [--out DIR] [--seed N]
+(--seed N: other weights, inputs and case sizes of the same layout; see refgen_args.py)
 
 A tiny random AutoencoderKL with the real SD architecture (DownEncoderBlock2D / UpDecoderBlock2D
 with ResnetBlock2D, Downsample2D with the asymmetric (0, 1, 0, 1) pad, UNetMidBlock2D with one
@@ -41,7 +42,10 @@ from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 from safetensors.torch import save_file
 
-OUT = os.path.join("tests", "data", "vae_kl_tiny")
+import refgen_args
+
+OUT = None  # set by main from --out
+SEED = None  # --seed: None for the committed set
 PREFIX = "first_stage_model."
 
 CONFIG = dict(
@@ -66,10 +70,21 @@ CASES = {
 }
 
 
+def seeded_cases(seed):
+    """With --seed: three cases of other batch sizes and shapes (multiples of 8, one of them 8 wide
+    or tall, so a latent side is 1); the committed CASES otherwise."""
+    rng = refgen_args.choices(seed, "vae_kl.cases")
+    if rng is None:
+        return CASES
+    side = lambda: 8 * rng.randint(1, 6)
+    return {"case0": (rng.randint(1, 3), side(), side()), "case1": (1, side(), side()),
+            "case2": (1, 8, side()) if rng.random() < 0.5 else (1, side(), 8)}
+
+
 def make_model():
-    torch.manual_seed(0)
+    torch.manual_seed(refgen_args.seeded(0, SEED, "vae_kl.init"))
     model = AutoencoderKL(**CONFIG).eval()
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(refgen_args.seeded(1, SEED, "vae_kl.weights"))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name and name.endswith(".weight"):  # GroupNorm scale: around 1
@@ -135,6 +150,10 @@ def run(model, image, latents, acts=None):
 
 
 def main():
+    global OUT, SEED
+    args = refgen_args.parse("vae_kl_tiny", __doc__)
+    OUT, SEED = args.out, args.seed
+    cases_spec = seeded_cases(SEED)
     model = make_model()
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
@@ -154,18 +173,20 @@ def main():
         "python": platform.python_version(),
         "generator": "tools/refgen/vae_kl.py",
     }
+    if SEED is not None:
+        versions["seed"] = str(SEED)
     os.makedirs(OUT, exist_ok=True)
     save_file(sd, os.path.join(OUT, "weights_diffusers.safetensors"), metadata=versions)
     save_file({PREFIX + k: v for k, v in original.items()}, os.path.join(OUT, "weights_ldm_original.safetensors"),
               metadata=versions)
 
-    g = torch.Generator().manual_seed(2)
+    g = torch.Generator().manual_seed(refgen_args.seeded(2, SEED, "vae_kl.inputs"))
     cases = {}
     fp64 = {}
     model64 = make_model().double()
     latent_channels = CONFIG["latent_channels"]
     down = 2 ** (len(CONFIG["block_out_channels"]) - 1)
-    for name, (n, h, w) in CASES.items():
+    for name, (n, h, w) in cases_spec.items():
         image = (torch.rand(n, 3, h, w, generator=g) * 2 - 1)
         latents = torch.randn(n, latent_channels, h // down, w // down, generator=g)
         acts = {}
@@ -194,7 +215,7 @@ def main():
         "original_prefix": PREFIX,
         "note": "scaling_factor is applied by the pipeline (latents * scaling_factor before the UNet, "
                 "/ scaling_factor before decode), never inside the VAE",
-        "cases": {k: {"batch": n, "height": h, "width": w} for k, (n, h, w) in CASES.items()},
+        "cases": {k: {"batch": n, "height": h, "width": w} for k, (n, h, w) in cases_spec.items()},
         "fp32_vs_fp64": fp64,
         "versions": versions,
     }
