@@ -326,6 +326,36 @@ TEST(SdPipeline, ClearErrorsForBadImg2ImgRequests) {
   }
 }
 
+// A1111 lists LCM among its samplers and runs it over its LCM denoiser (sd_samplers_lcm.py): text
+// to image and inpainting (the LCM denoiser inside the inpainting blend) run, their infotext names
+// the sampler, and LCM's few steps give another image than Euler's.
+TEST(SdPipeline, LcmRunsOverA1111sLcmDenoiser) {
+  const fs::path dir = testing::set_dir("sd_pipeline_tiny");
+  auto rt = Runtime::create().value();
+  Context ctx = rt->context();
+  auto sd = first_sd1_model(ctx, dir, read_json(dir / "info.json"), 4);
+  ASSERT_TRUE(sd);
+  GenerationParams p = small_request(4, 3);
+  p.sampler_name = "LCM";
+  p.cfg_scale = 1.5;
+  auto lcm = sd->generate(ctx, p);
+  ASSERT_TRUE(lcm.ok()) << lcm.error().message();
+  ASSERT_EQ(lcm->images.size(), 1u);
+  EXPECT_NE(lcm->images[0].infotext.find("Sampler: LCM"), std::string::npos) << lcm->images[0].infotext;
+  GenerationParams euler = p;
+  euler.sampler_name = "Euler";
+  auto other = sd->generate(ctx, euler);
+  ASSERT_TRUE(other.ok()) << other.error().message();
+  EXPECT_NE(lcm->images[0].image.pixels, other->images[0].image.pixels);
+
+  GenerationInputs inpaint;
+  inpaint.init_image = flat_mask(p.width, p.height, 128);
+  inpaint.mask = flat_mask(p.width, p.height, 255);
+  auto inpainted = sd->generate(ctx, p, inpaint);
+  ASSERT_TRUE(inpainted.ok()) << inpainted.error().message();
+  EXPECT_NE(inpainted->images[0].infotext.find("Sampler: LCM"), std::string::npos);
+}
+
 // The SDE samplers' Brownian-tree noise is seeded per batch with that batch's seeds (A1111's
 // current_iter_seeds): the second batch of "seed 5, 2 x 2 images" is the batch of "seed 7, 2 images".
 TEST(SdPipeline, SdeNoiseFollowsEachBatchsSeeds) {

@@ -142,8 +142,18 @@ Result<GenerationResult> generate(Context& ctx, const DiffusionFamily& family, c
       ctx.trace("image_conditioning", image_cond);
     }
 
-    const auto unmasked = family.denoiser(
-        guided_model(family, cond, uncond, both, image_cond, float(p.cfg_scale), float(p.guidance_rescale)));
+    const sampling::ModelFn guided =
+        guided_model(family, cond, uncond, both, image_cond, float(p.cfg_scale), float(p.guidance_rescale));
+    std::unique_ptr<sampling::Denoiser> unmasked = family.denoiser(guided);
+    // A1111 runs its LCM sampler over its own LCMCompVisDenoiser whatever the checkpoint: the
+    // network read as eps on LCM's 50 timesteps of the model's DDPM schedule.
+    if (choice.sampler == sampling::SamplerKind::Lcm) {
+      const sampling::TimestepModel* ddpm = unmasked->timesteps();
+      if (!ddpm)
+        return Error("sampler_name: LCM needs a model trained on a DDPM noise schedule, and this one is not; "
+                     "use Euler, or another k-diffusion sampler");
+      unmasked = std::make_unique<sampling::LcmDenoiser>(ddpm->training_schedule(), guided);
+    }
     // Inpainting: the blend at every model call.
     std::optional<sampling::MaskedDenoiser> masked;
     if (blend) masked.emplace(*unmasked, *blend);

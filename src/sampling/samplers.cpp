@@ -553,7 +553,8 @@ Result<Tensor> sample(Context& ctx, const Plan& plan, const Denoiser& model, Ten
   const detail::Steps steps{ctx, plan.steps(), on_step, options.stop_early};
   if (plan.sampler == SamplerKind::UniPC && plan.steps() < 3)
     return Error(cat("UniPC (order 3) needs at least 3 steps, the plan has ", plan.steps()));
-  if (plan.sampler == SamplerKind::Lcm && !dynamic_cast<const LcmDenoiser*>(&model))
+  // By its schedule, so that an LcmDenoiser inside an inpainting blend (MaskedDenoiser) is one too.
+  if (plan.sampler == SamplerKind::Lcm && !dynamic_cast<const LcmSchedule*>(&model.noise_schedule()))
     return Error("the LCM sampler needs an LcmDenoiser (A1111's LCM model wrapper)");
   try {
     if (info.timesteps) {
