@@ -31,7 +31,7 @@ easel_layer(ops DEPS backends)
 easel_layer(io DEPS core PUBLIC_LIBS nlohmann_json::nlohmann_json
             PRIVATE_LIBS PNG::PNG JPEG::JPEG PkgConfig::WEBP ZLIB::ZLIB)
 easel_layer(imaging DEPS io)
-easel_layer(text DEPS core assets PRIVATE_LIBS PkgConfig::PCRE2 PkgConfig::UTF8PROC ZLIB::ZLIB)
+easel_layer(text DEPS core assets PRIVATE_LIBS nlohmann_json::nlohmann_json PkgConfig::PCRE2 PkgConfig::UTF8PROC ZLIB::ZLIB)
 easel_layer(models DEPS ops io)
 easel_layer(sampling DEPS models)
 easel_layer(pipelines DEPS sampling imaging text)

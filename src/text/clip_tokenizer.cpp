@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 
+#include "text/byte_level.h"
 #include "text/ftfy.h"
 #include "text/html_entities.h"
 #include "text/regex.h"
@@ -56,20 +57,6 @@ Result<std::string> gunzip(std::span<const uint8_t> gz, std::string_view source)
   inflateEnd(&z);
   if (rc != Z_STREAM_END) return Error(cat(source, ": not a complete gzip stream"));
   return data;
-}
-
-// bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the rest for 256 + n.
-std::vector<std::pair<int, char32_t>> bytes_to_unicode() {
-  std::vector<std::pair<int, char32_t>> order;
-  std::vector<bool> printable(256, false);
-  for (int b = 0; b < 256; ++b) {
-    printable[b] = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    if (printable[b]) order.emplace_back(b, static_cast<char32_t>(b));
-  }
-  int n = 0;
-  for (int b = 0; b < 256; ++b)
-    if (!printable[b]) order.emplace_back(b, static_cast<char32_t>(256 + n++));
-  return order;
 }
 
 std::vector<std::string> split_ws(std::string_view line) {  // str.split() on an ASCII line
@@ -191,9 +178,10 @@ Result<ClipTokenizer> ClipTokenizer::from_merges(std::string_view data, std::str
   ClipTokenizer t;
   t.flavor_ = flavor;
   std::vector<std::string> vocab;
-  for (const auto& [b, ch] : bytes_to_unicode()) {
+  const text::ByteLevelAlphabet& alphabet = text::ByteLevelAlphabet::get();
+  for (int b : alphabet.order) {
     std::string s;
-    text::append_utf8(s, ch);
+    text::append_utf8(s, alphabet.char_of[size_t(b)]);
     t.byte_encoder_[b] = s;
     t.byte_decoder_[s] = static_cast<unsigned char>(b);
     vocab.push_back(s);

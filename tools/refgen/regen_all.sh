@@ -7,7 +7,7 @@
 #
 # Each generator of tools/refgen writes its set with that seed (other weights, inputs and case
 # seeds; where it says so, other prompts and sizes). The sets no generator here makes are copied
-# from tests/data as they are: those made elsewhere (../shared/refdata: clip_tokenizer,
+# from tests/data as they are: those made elsewhere (../shared/refdata: clip_tokenizer, qwen_tokenizer,
 # prompt_weights, torch_rng; taef2_real, real pretrained weights) and the hand-made JPEGs of images/.
 # Without --seed the generators write the committed sets again (tests/data itself is never written).
 # The generators record their versions in their files; regenerated.json at the root records the
@@ -45,7 +45,7 @@ declare -A generated=(
   [unet_sd_tiny]=unet_sd.py
   [vae_kl_tiny]=vae_kl.py
 )
-copied=(clip_tokenizer images prompt_weights taef2_real torch_rng)
+copied=(clip_tokenizer images prompt_weights qwen_tokenizer taef2_real torch_rng)
 
 # Every set of tests/data is either generated or copied: a new set must be added above.
 for dir in "$root"/tests/data/*/; do

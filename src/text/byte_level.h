@@ -1,0 +1,20 @@
+// GPT-2's byte-level alphabet (bytes_to_unicode): every byte has a printable character, so BPE
+// vocabularies of byte sequences are written as text. Printable Latin-1 bytes stand for themselves,
+// the other 68 for U+0100 and up, in byte order. CLIP, Qwen and most GPT-style tokenizers use it.
+#pragma once
+
+#include <array>
+#include <string>
+
+namespace easel::text {
+
+struct ByteLevelAlphabet {
+  std::array<char32_t, 256> char_of{};  // byte -> its character
+  std::array<int, 256> order{};         // the bytes in bytes_to_unicode() order (printable first)
+
+  static const ByteLevelAlphabet& get();
+  // The byte a character stands for, or -1 for a character outside the alphabet.
+  int byte_of(char32_t c) const;
+};
+
+}  // namespace easel::text
