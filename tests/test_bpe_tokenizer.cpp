@@ -17,6 +17,7 @@
 #include "test_data.h"
 #include "text/bpe_tokenizer.h"
 #include "text/byte_level.h"
+#include "text/stream_decoder.h"
 #include "text/unicode.h"
 
 namespace easel {
@@ -123,6 +124,36 @@ TEST_F(QwenTokenizer, RoundTripsRandomUtf8) {
     SCOPED_TRACE(utf8);
     EXPECT_EQ(tokenizer_->decode(tokenizer_->encode(utf8)), text::u32_to_utf8(text::nfc(s)));
   }
+}
+
+// Streaming: tokens decoded one at a time give valid UTF-8 chunks whose concatenation is the
+// whole decode, though byte-level tokens cut characters (emoji, CJK) apart.
+TEST_F(QwenTokenizer, StreamedTextIsValidUtf8AndAddsUpToTheDecode) {
+  std::mt19937 rng(99);
+  const std::vector<std::pair<char32_t, char32_t>> ranges = {
+      {0x20, 0x7E}, {0x4E00, 0x9FFF}, {0x1F300, 0x1FAFF}, {0x3040, 0x30FF}, {0x600, 0x6FF}};
+  int cut = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::u32string s;
+    for (int k = 0, n = 1 + int(rng() % 30); k < n; ++k) {
+      const auto [lo, hi] = ranges[rng() % ranges.size()];
+      s.push_back(char32_t(lo + rng() % (hi - lo + 1)));
+    }
+    const std::string utf8 = text::u32_to_utf8(s);
+    const std::vector<int> ids = tokenizer_->encode(utf8);
+    text::StreamDecoder stream(*tokenizer_);
+    std::string joined;
+    for (int id : ids) {
+      const std::string chunk = stream.push(id);
+      EXPECT_EQ(text::u32_to_utf8(text::utf8_to_u32(chunk)), chunk) << "chunk is not valid UTF-8";
+      const std::string bytes = tokenizer_->decode(std::span<const int>(&id, 1));
+      cut += text::u32_to_utf8(text::utf8_to_u32(bytes)) != bytes;
+      joined += chunk;
+    }
+    joined += stream.finish();
+    EXPECT_EQ(joined, tokenizer_->decode(ids)) << utf8;
+  }
+  EXPECT_GT(cut, 0) << "no token cut a character: the test did not test the hold-back";
 }
 
 // The tokenizer.json a checkpoint ships, written here from the same vocabulary with two added
