@@ -126,6 +126,18 @@ TEST_F(QwenTokenizer, RoundTripsRandomUtf8) {
   }
 }
 
+// Long runs (a pasted document: 100k spaces, one 100k-letter "word", 100k newlines) tokenize
+// and decode back, without the regex giving up or the merging taking quadratic time per run.
+TEST_F(QwenTokenizer, LongRunsTokenize) {
+  for (const std::string& run : {std::string(100000, ' '), std::string(100000, 'a'), std::string(100000, '\n'),
+                                 "x" + std::string(100000, ' ') + "y"}) {
+    std::vector<int> ids;
+    ASSERT_NO_THROW(ids = tokenizer_->encode(run));
+    EXPECT_FALSE(ids.empty());
+    EXPECT_EQ(tokenizer_->decode(ids), run);
+  }
+}
+
 // Streaming: tokens decoded one at a time give valid UTF-8 chunks whose concatenation is the
 // whole decode, though byte-level tokens cut characters (emoji, CJK) apart.
 TEST_F(QwenTokenizer, StreamedTextIsValidUtf8AndAddsUpToTheDecode) {
@@ -217,6 +229,9 @@ TEST(BpeTokenizerFiles, BrokenFilesGetClearErrors) {
   EXPECT_NE(error_of(R"({"model": {"type": "Unigram"}})").find("not BPE"), std::string::npos);
   EXPECT_NE(error_of(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})").find("byte"), std::string::npos);
   EXPECT_NE(error_of(R"({"model": {"type": "BPE", "vocab": [], "merges": 3}})").find("tokenizer.json"), std::string::npos);
+  // An id far beyond the vocabulary would make a table of millions of entries: refused.
+  EXPECT_NE(error_of(R"({"model": {"type": "BPE", "vocab": {"a": 900000000}, "merges": []}})").find("out of range"),
+            std::string::npos);
   auto missing = BpeTokenizer::from_tokenizer_json(dir / "absent.json");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message().find("cannot open"), std::string::npos);

@@ -117,10 +117,13 @@ Result<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const fs::path& path) {
     const auto& model = j.at("model");
     if (model.value("type", "BPE") != "BPE")
       return Error(cat(source, ": model type '", model.value("type", ""), "' is not BPE"));
+    // Ids are dense in published files: a few unused ids are allowed, not millions of them.
+    const size_t added_count = j.contains("added_tokens") && j["added_tokens"].is_array() ? j["added_tokens"].size() : 0;
+    const int64_t max_id = int64_t(model.at("vocab").size() + added_count) + 65536;
     std::vector<std::string> tokens;
     for (const auto& [token, id] : model.at("vocab").items()) {
       const int64_t i = id.get<int64_t>();
-      if (i < 0 || i > (1 << 24)) return Error(cat(source, ": token id ", i, " is out of range"));
+      if (i < 0 || i > max_id) return Error(cat(source, ": token id ", i, " is out of range"));
       if (size_t(i) >= tokens.size()) tokens.resize(size_t(i) + 1);
       tokens[size_t(i)] = token;
     }
@@ -145,7 +148,7 @@ Result<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const fs::path& path) {
     if (j.contains("added_tokens"))
       for (const auto& t : j["added_tokens"]) {
         AddedToken a{t.at("content").get<std::string>(), t.at("id").get<int>(), t.value("special", true)};
-        if (a.id < 0 || a.id > (1 << 24)) return Error(cat(source, ": added token id ", a.id, " is out of range"));
+        if (a.id < 0 || a.id > max_id) return Error(cat(source, ": added token id ", a.id, " is out of range"));
         if (size_t(a.id) >= tokens.size()) tokens.resize(size_t(a.id) + 1);
         options.added.push_back(std::move(a));
       }
