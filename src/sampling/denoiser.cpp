@@ -5,15 +5,9 @@
 #include <cmath>
 
 #include "ops/ops.h"
+#include "sampling/tensor_arith.h"
 
 namespace easel::sampling {
-
-namespace {
-// a * x + b * y
-Tensor axpby(Context& ctx, float a, const Tensor& x, float b, const Tensor& y) {
-  return ops::add(ctx, ops::affine(ctx, x, a, 0.0f), ops::affine(ctx, y, b, 0.0f));
-}
-}  // namespace
 
 Tensor CompVisDenoiser::denoise(Context& ctx, const Tensor& x, float sigma) const {
   const Tensor out = model_(ctx, ops::affine(ctx, x, sampling_.input_scale(sigma), 0.0f), schedule_.sigma_to_t(sigma));

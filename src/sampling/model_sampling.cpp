@@ -3,15 +3,9 @@
 #include <cmath>
 
 #include "ops/ops.h"
+#include "sampling/tensor_arith.h"
 
 namespace easel::sampling {
-
-namespace {
-// a * x + b * y
-Tensor axpby(Context& ctx, float a, const Tensor& x, float b, const Tensor& y) {
-  return ops::add(ctx, ops::affine(ctx, x, a, 0.0f), ops::affine(ctx, y, b, 0.0f));
-}
-}  // namespace
 
 float ModelSampling::input_scale(float sigma) const {
   if (prediction == Prediction::Flow) return 1.0f;
@@ -37,7 +31,7 @@ Tensor ModelSampling::noise_scaling(Context& ctx, float sigma, const Tensor& noi
   EASEL_CHECK(latent.shape() == noise.shape(), "img2img: init latent ", latent.describe(), " and noise ",
               noise.describe(), " differ in shape");
   if (prediction == Prediction::Flow) return axpby(ctx, sigma, noise, 1.0f - sigma, latent);
-  return ops::add(ctx, latent, ops::affine(ctx, noise, sigma, 0.0f));
+  return xpay(ctx, latent, sigma, noise);
 }
 
 }  // namespace easel::sampling

@@ -6,6 +6,7 @@
 
 #include "ops/ops.h"
 #include "sampling/samplers.h"
+#include "sampling/tensor_arith.h"
 
 namespace easel::sampling::detail {
 
@@ -30,15 +31,6 @@ struct Steps {
     if (stop_early && stop_early()) throw StoppedEarly{denoised.defined() ? denoised : x};
   }
 };
-
-// a * x + b * y
-inline Tensor axpby(Context& ctx, double a, const Tensor& x, double b, const Tensor& y) {
-  return ops::add(ctx, ops::affine(ctx, x, static_cast<float>(a), 0.0f), ops::affine(ctx, y, static_cast<float>(b), 0.0f));
-}
-// x + a * y
-inline Tensor xpay(Context& ctx, const Tensor& x, double a, const Tensor& y) {
-  return ops::add(ctx, x, ops::affine(ctx, y, static_cast<float>(a), 0.0f));
-}
 
 Tensor sample_ddim(Context& ctx, const Plan& plan, const TimestepModel& model, Tensor x, NoiseSource& noise, float eta,
                    const Steps& steps);

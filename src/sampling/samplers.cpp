@@ -14,9 +14,6 @@
 
 namespace easel::sampling {
 
-using detail::axpby;
-using detail::xpay;
-
 // --- names -----------------------------------------------------------------------------------
 
 const std::vector<SamplerInfo>& all_samplers() {
