@@ -185,7 +185,13 @@ for which in old new; do
   "$bin" --threads 1 serve --port $port --models-dir "$work/serve" --outputs-dir "$work/$which-outputs" \
     --data-dir "$work/$which-data" --preview-every 0 > "$work/$which-serve.log" 2>&1 &
   server_pids+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/sdapi/v1/sd-models" > /dev/null && break; sleep 0.1; done
+  up=0
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/sdapi/v1/sd-models" > /dev/null && up=1 && break; sleep 0.1; done
+  if [[ $up == 0 ]]; then
+    echo "easel serve ($which) did not answer on port $port within 30 s:" >&2
+    tail -5 "$work/$which-serve.log" >&2
+    exit 1
+  fi
   port=$((port + 1))
 done
 b64() { base64 -w0 "$1"; }
