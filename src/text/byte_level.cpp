@@ -11,6 +11,8 @@ ByteLevelAlphabet make() {
     if (printable(b)) a.char_of[size_t(b)] = char32_t(b), a.order[size_t(k++)] = b;
   for (int b = 0; b < 256; ++b)
     if (!printable(b)) a.char_of[size_t(b)] = char32_t(256 + n++), a.order[size_t(k++)] = b;
+  a.byte_of_char.fill(-1);
+  for (int b = 0; b < 256; ++b) a.byte_of_char[a.char_of[size_t(b)]] = int16_t(b);
   return a;
 }
 
@@ -19,18 +21,6 @@ ByteLevelAlphabet make() {
 const ByteLevelAlphabet& ByteLevelAlphabet::get() {
   static const ByteLevelAlphabet alphabet = make();  // a constant table, built once
   return alphabet;
-}
-
-int ByteLevelAlphabet::byte_of(char32_t c) const {
-  if (c < 256) {
-    const int b = int(c);
-    return char_of[size_t(b)] == c ? b : -1;
-  }
-  if (c < 256 + 68) {
-    for (int b = 0; b < 256; ++b)
-      if (char_of[size_t(b)] == c) return b;
-  }
-  return -1;
 }
 
 }  // namespace easel::text
