@@ -166,6 +166,11 @@ TEST_F(QwenTokenizer, StreamedTextIsValidUtf8AndAddsUpToTheDecode) {
     EXPECT_EQ(joined, tokenizer_->decode(ids)) << utf8;
   }
   EXPECT_GT(cut, 0) << "no token cut a character: the test did not test the hold-back";
+  // A byte that can start no character (F5..FF) is not held back waiting for one.
+  const auto lone = tokenizer_->token_id("\u00ff");  // byte 0xFF's byte-level character
+  ASSERT_TRUE(lone.has_value());
+  text::StreamDecoder stream(*tokenizer_);
+  EXPECT_EQ(stream.push(*lone), "\ufffd");
 }
 
 // The tokenizer.json a checkpoint ships, written here from the same vocabulary with two added
