@@ -78,11 +78,8 @@ void EventHub::on_job(const Job& job, const JobEvent& event) {
 void EventHub::flush_delta_locked(const std::string& id) {
   const auto it = deltas_.find(id);
   if (it == deltas_.end()) return;
-  Change change;
-  change.job.id = id;
-  change.delta = std::move(it->second);
+  changes_.push_back(Change::of_delta(id, std::move(it->second)));
   deltas_.erase(it);
-  changes_.push_back(std::move(change));
 }
 
 bool EventHub::on_change_locked(const Job& job) {
@@ -152,12 +149,7 @@ EventHub::Batch EventHub::take_locked(Clock::time_point now) {
   for (const Change& change : batch.changes)
     if (!change.delta && tracked_.count(change.job.id)) progress_sent_[change.job.id] = now;
   // Text that came since the job's last change goes out now, after it.
-  for (auto& [id, text] : deltas_) {
-    Change change;
-    change.job.id = id;
-    change.delta = std::move(text);
-    batch.changes.push_back(std::move(change));
-  }
+  for (auto& [id, text] : deltas_) batch.changes.push_back(Change::of_delta(id, std::move(text)));
   deltas_.clear();
   for (auto it = progress_.begin(); it != progress_.end();) {
     auto sent = progress_sent_.find(it->first);

@@ -106,6 +106,13 @@ class EventHub {
     JobSnapshot job;
     std::optional<QueueState> queue;  // after a state change; none after a stage change
     std::optional<std::string> delta;  // text of job.id (the only field set): a "delta" event
+
+    static Change of_delta(std::string id, std::string text) {
+      Change change;
+      change.job.id = std::move(id);
+      change.delta = std::move(text);
+      return change;
+    }
   };
   struct Tracked {
     JobState state;
