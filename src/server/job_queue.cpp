@@ -214,6 +214,14 @@ size_t JobQueue::jobs_in_memory() const {
   return active_.size() + recent_.size();
 }
 
+JobQueue::FinishedCallback JobQueue::take_finished_callback_locked(const std::string& id) {
+  const auto it = finished_callbacks_.find(id);
+  if (it == finished_callbacks_.end()) return {};
+  FinishedCallback callback = std::move(it->second);
+  finished_callbacks_.erase(it);
+  return callback;
+}
+
 void JobQueue::remember_finished_locked(Job job) {
   recent_.push_back(std::move(job));
   while (recent_.size() > kRecentFinished) recent_.pop_front();
@@ -237,10 +245,7 @@ CancelOutcome JobQueue::cancel(const std::string& id) {
       changed = std::move(it->second);
       active_.erase(it);
       remember_finished_locked(changed);
-      if (auto cb = finished_callbacks_.find(id); cb != finished_callbacks_.end()) {
-        done = std::move(cb->second);
-        finished_callbacks_.erase(cb);
-      }
+      done = take_finished_callback_locked(id);
     }
   }
   if (changed.id.empty()) {
@@ -373,10 +378,7 @@ void JobQueue::finish(TakenJob taken, Result<nlohmann::json> result) {
     if (is_finished(j.state)) {
       active_.erase(it);
       remember_finished_locked(done);
-      if (auto cb = finished_callbacks_.find(done.id); cb != finished_callbacks_.end()) {
-        callback = std::move(cb->second);
-        finished_callbacks_.erase(cb);
-      }
+      callback = take_finished_callback_locked(done.id);
     }
   }
   notify(done);

@@ -100,6 +100,7 @@ class JobQueue {
   void notify_ordered(const Job& job);  // the same, with notify_order_ already held
   void broadcast(const Job& job, const JobEvent& event);  // listeners only; call without mutex_
   void remember_finished_locked(Job job);
+  FinishedCallback take_finished_callback_locked(const std::string& id);  // and forgets it
   std::optional<std::string> next_queued_locked(const std::string& device) const;
   const Job* find_locked(const std::string& id) const;
 
