@@ -140,8 +140,15 @@ def case_inputs(cfg, levels, gen):
     rng = refgen_args.choices(SEED, f"unet_sd.cases.{cin}.{levels}.{ctx}")
     if rng is not None:  # other sizes (case2 still not a multiple of 2^(levels-1)), timesteps, lengths
         t = lambda: round(rng.uniform(0, 999), 2)
-        specs = [("case0", 1, (m * rng.randint(1, 3), m * rng.randint(1, 3)), [t()], 77),
-                 ("case1", 2, (m * rng.randint(1, 3), m * rng.randint(1, 3)), [t(), t()], rng.choice([77, 154])),
+
+        def size():
+            # Not 1x1 at the deepest level: a group norm of one value per group is 0 / sqrt(eps),
+            # so torch refuses it for a batch of 1 and, for a batch of 2, its own fp32 output is
+            # 4e-4 (relative) from fp64 there: no reference for a 1e-4 comparison.
+            a, b = rng.randint(1, 3), rng.randint(1, 3)
+            return (m * a, m * (b if a * b > 1 else 2))
+        specs = [("case0", 1, size(), [t()], 77),
+                 ("case1", 2, size(), [t(), t()], rng.choice([77, 154])),
                  ("case2", 1, (m * rng.randint(1, 3) + rng.choice([-1, 1]), m * rng.randint(1, 2) + 1), [t()], 77)]
     for name, n, (h, w), t, tokens in specs:
         yield name, {
